@@ -1,0 +1,83 @@
+// `thor train DATA_DIR`: fairseq-train-like flags; --arch picks a preset and every model
+// flag given explicitly overrides it.
+#include "cli/commands.h"
+#include "thor/common/config.h"
+#include "thor/train/trainer.h"
+
+namespace thor::cli {
+
+void add_train(CLI::App& app, Common& common) {
+  auto* cmd = app.add_subcommand("train", "train a Transformer on a prepared dataset");
+  static TrainOptions o;
+  static ModelConfig m;  // explicit overrides land here
+  static std::string arch = "transformer_tiny";
+  static double max_time_min = 0;
+  cmd->add_option("data", o.data_dir, "dataset directory made by thor prepare")->required();
+  cmd->add_option("--arch,-a", arch, "architecture preset")->capture_default_str();
+  // Model overrides (fairseq names).
+  auto* g = cmd->add_option_group("model");
+  g->add_option("--encoder-embed-dim", m.d_model, "embedding/model dimension");
+  g->add_option("--ffn-dim", m.ffn_dim, "feed-forward inner dimension");
+  g->add_option("--attention-heads", m.heads, "attention heads");
+  g->add_option("--encoder-layers", m.encoder_layers, "encoder layers");
+  g->add_option("--decoder-layers", m.decoder_layers, "decoder layers");
+  g->add_option("--dropout", m.dropout, "dropout")->capture_default_str();
+  g->add_option("--attention-dropout", m.attention_dropout, "attention dropout")->capture_default_str();
+  g->add_option("--activation-dropout", m.activation_dropout, "activation dropout")->capture_default_str();
+  g->add_flag("--pre-norm", m.pre_norm, "layer norm before each block (default: after)");
+  g->add_flag("--share-all-embeddings", m.share_all_embeddings, "encoder, decoder and output share one embedding");
+  g->add_flag("--share-decoder-input-output-embed", m.share_decoder_input_output_embed, "decoder input and output share one embedding");
+  g->add_option("--max-positions", m.max_positions, "longest sequence the model accepts")->capture_default_str();
+  // Optimisation.
+  cmd->add_option("--save-dir", o.save_dir, "checkpoint directory")->capture_default_str();
+  cmd->add_option("--device", o.device, "auto, cpu or cuda[:N]")->capture_default_str();
+  cmd->add_option("--max-tokens", o.max_tokens, "tokens per batch (padded)")->capture_default_str();
+  cmd->add_option("--batch-size", o.max_sentences, "max sentences per batch (0 = no limit)")->capture_default_str();
+  cmd->add_option("--update-freq", o.update_freq, "batches accumulated per update")->capture_default_str();
+  cmd->add_option("--lr", o.lr, "peak learning rate")->capture_default_str();
+  cmd->add_option("--warmup-updates", o.warmup_updates, "linear warm-up updates")->capture_default_str();
+  cmd->add_option("--warmup-init-lr", o.warmup_init_lr, "learning rate at update 0")->capture_default_str();
+  cmd->add_option("--adam-beta1", o.adam_beta1)->capture_default_str();
+  cmd->add_option("--adam-beta2", o.adam_beta2)->capture_default_str();
+  cmd->add_option("--adam-eps", o.adam_eps)->capture_default_str();
+  cmd->add_option("--weight-decay", o.weight_decay, "decoupled weight decay")->capture_default_str();
+  cmd->add_option("--clip-norm", o.clip_norm, "gradient norm clip (0 = off)")->capture_default_str();
+  cmd->add_option("--label-smoothing", o.label_smoothing)->capture_default_str();
+  cmd->add_option("--max-update", o.max_update, "stop after this many updates (0 = no limit)")->capture_default_str();
+  cmd->add_option("--max-epoch", o.max_epoch, "stop after this many epochs (0 = no limit)")->capture_default_str();
+  cmd->add_option("--max-time", max_time_min, "stop after this many minutes of training (0 = no limit)")->capture_default_str();
+  cmd->add_option("--log-interval", o.log_interval, "updates per JSON log line")->capture_default_str();
+  cmd->add_option("--validate-interval-updates", o.validate_interval_updates, "validate every N updates (0 = every epoch)")->capture_default_str();
+  cmd->add_option("--save-interval-updates", o.save_interval_updates, "also keep checkpoint_N.pt every N updates")->capture_default_str();
+  cmd->add_option("--eval-beam", o.eval_beam, "beam for validation BLEU")->capture_default_str();
+  cmd->add_option("--eval-lenpen", o.eval_lenpen)->capture_default_str();
+  cmd->add_option("--eval-max-sentences", o.eval_max_sentences, "validation BLEU on the first N sentences (0 = all)")->capture_default_str();
+  cmd->add_flag("--no-eval-bleu{false}", o.eval_bleu, "select the best checkpoint by validation loss instead of BLEU");
+  cmd->add_option("--seed", o.seed)->capture_default_str();
+  cmd->add_flag("--resume", o.resume, "continue from SAVE_DIR/checkpoint_last.pt if it exists");
+  cmd->add_flag("--no-progress{false}", o.progress, "no progress bar");
+  cmd->callback([cmd, &common] {
+    apply_common(common);
+    ModelConfig cfg;
+    apply_arch(arch, cfg);
+    auto set = [&](const char* flag, auto& dst, const auto& src) {
+      if (cmd->count(flag) > 0) dst = src;
+    };
+    set("--encoder-embed-dim", cfg.d_model, m.d_model);
+    set("--ffn-dim", cfg.ffn_dim, m.ffn_dim);
+    set("--attention-heads", cfg.heads, m.heads);
+    set("--encoder-layers", cfg.encoder_layers, m.encoder_layers);
+    set("--decoder-layers", cfg.decoder_layers, m.decoder_layers);
+    cfg.dropout = m.dropout;
+    cfg.attention_dropout = m.attention_dropout;
+    cfg.activation_dropout = m.activation_dropout;
+    cfg.pre_norm = m.pre_norm;
+    cfg.share_all_embeddings = m.share_all_embeddings;
+    cfg.share_decoder_input_output_embed = m.share_decoder_input_output_embed;
+    cfg.max_positions = m.max_positions;
+    o.max_time_s = max_time_min * 60.0;
+    train(o, cfg);
+  });
+}
+
+}  // namespace thor::cli

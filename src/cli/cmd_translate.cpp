@@ -1,0 +1,49 @@
+// `thor translate --model PATH`: batched beam search; input from stdin or --input,
+// detokenised translations on stdout in input order.
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "thor/common/error.h"
+#include "thor/common/log.h"
+#include "thor/common/runtime.h"
+#include "thor/data/corpus.h"
+#include "thor/decode/translator.h"
+#include "thor/train/checkpoint.h"
+
+namespace thor::cli {
+
+void add_translate(CLI::App& app, Common& common) {
+  auto* cmd = app.add_subcommand("translate", "translate text with a trained checkpoint");
+  static std::string model_path, input, device = "auto";
+  static TranslateOptions o;
+  o.search.max_len_a = 1.2;
+  o.search.max_len_b = 10;
+  cmd->add_option("--model,-m", model_path, "checkpoint (.pt)")->required();
+  cmd->add_option("--input,-i", input, "input file (default: stdin)");
+  cmd->add_option("--beam", o.search.beam, "beam size (1 = greedy)")->capture_default_str();
+  cmd->add_option("--lenpen", o.search.lenpen, "length penalty exponent")->capture_default_str();
+  cmd->add_option("--max-len-a", o.search.max_len_a, "max output length = a * source length + b")->capture_default_str();
+  cmd->add_option("--max-len-b", o.search.max_len_b)->capture_default_str();
+  cmd->add_option("--nbest", o.search.nbest, "hypotheses per sentence (> 1: 'i ||| text ||| score')")->capture_default_str();
+  cmd->add_option("--batch-size", o.batch_size, "sentences per batch")->capture_default_str();
+  cmd->add_option("--device", device, "auto, cpu or cuda[:N]")->capture_default_str();
+  cmd->callback([&common] {
+    apply_common(common);
+    if (o.batch_size < 1) throw Error("--batch-size must be >= 1");
+    auto dev = runtime::parse_device(device);
+    auto lm = load_model(model_path, dev);
+    auto lines = read_lines(input.empty() ? "/dev/stdin" : input);
+    THOR_LOG("translate") << lines.size() << " sentences, beam " << o.search.beam << ", " << dev;
+    auto out = translate_lines(lm.model, lm.vocab, lines, o, dev);
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (o.search.nbest == 1) {
+        std::printf("%s\n", out[i].front().text.c_str());
+      } else {
+        for (auto& t : out[i]) std::printf("%zu ||| %s ||| %.4f\n", i, t.text.c_str(), t.score);
+      }
+    }
+    std::fflush(stdout);
+  });
+}
+
+}  // namespace thor::cli

@@ -1,0 +1,21 @@
+// One function per subcommand: each adds its options to the app and sets the callback.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace thor::cli {
+
+struct Common {
+  int threads = 0;  // 0 = all cores
+  bool quiet = false;
+};
+
+void add_info(CLI::App& app, Common& common);
+void add_prepare(CLI::App& app, Common& common);
+void add_train(CLI::App& app, Common& common);
+void add_translate(CLI::App& app, Common& common);
+void add_score(CLI::App& app, Common& common);
+
+// Applies --threads / --quiet; called at the start of every subcommand.
+void apply_common(const Common& common);
+
+}  // namespace thor::cli

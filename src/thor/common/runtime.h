@@ -1,0 +1,33 @@
+// Process-level setup that users must never have to think about:
+//  * fast OpenBLAS kernels (OpenBLAS misdetects AVX-512 VMs as "Prescott"; the core type
+//    must be in the environment before libopenblas loads, so we re-exec once),
+//  * glibc keeping freed memory instead of returning each large tensor to the kernel,
+//  * intra-op threads (LibTorch reports 1 here by default),
+//  * the compute device.
+#pragma once
+#include <string>
+#include <torch/torch.h>
+
+namespace thor::runtime {
+
+// Called first thing in main(): if OPENBLAS_CORETYPE is unset and the CPU has AVX-512
+// (or AVX2), sets it and re-executes the program so OpenBLAS loads its fast kernels.
+// Set THOR_NO_REEXEC=1 to disable. Returns normally when no re-exec is needed.
+void ensure_fast_blas(int argc, char** argv);
+
+// mallopt: no mmap per large tensor, keep freed memory (avoids page-fault storms).
+void tune_allocator();
+
+// threads <= 0 means all cores.
+void set_threads(int threads);
+
+// "auto" picks CUDA when available, else CPU. Throws thor::Error on an unknown name.
+torch::Device parse_device(const std::string& name);
+
+// The OpenBLAS core name in use ("SkylakeX", "Haswell", "Prescott", ...), or "unknown".
+std::string blas_core();
+
+// Median GFLOP/s of an n^3 float matmul on the device.
+double measure_matmul_gflops(int64_t n, int reps, torch::Device device);
+
+}  // namespace thor::runtime

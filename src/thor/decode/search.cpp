@@ -1,0 +1,140 @@
+// See search.h.
+#include "thor/decode/search.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "thor/common/error.h"
+
+namespace thor {
+
+std::vector<std::vector<Hypothesis>> beam_search(StepModel& model, const torch::Tensor& src,
+                                                 const SearchOptions& opt) {
+  torch::NoGradGuard no_grad;
+  if (opt.beam < 1) throw Error("--beam must be >= 1");
+  if (opt.nbest < 1 || opt.nbest > opt.beam) throw Error("--nbest must be between 1 and --beam");
+  const int64_t B = src.size(0), K = opt.beam;
+  const float ninf = -std::numeric_limits<float>::infinity();
+  auto device = src.device();
+
+  std::vector<int64_t> max_len(B);
+  {
+    auto lens = src.ne(opt.pad).sum(1).to(torch::kCPU);
+    for (int64_t b = 0; b < B; ++b)
+      max_len[b] = std::max<int64_t>(1, static_cast<int64_t>(opt.max_len_a * lens[b].item<int64_t>()) + opt.max_len_b);
+  }
+
+  // Encode once, then expand every state row K times: row = sentence * K + beam.
+  DecoderState state = model.start(src);
+  auto expand = torch::arange(B, torch::kLong).repeat_interleave(K);
+  reorder_state(state, expand);
+
+  std::vector<int64_t> active(B);  // sentence id of each active slot
+  for (int64_t b = 0; b < B; ++b) active[b] = b;
+  std::vector<std::vector<Hypothesis>> finished(B);
+  // Per row: tokens so far (without bos), cumulative score, positional scores.
+  std::vector<std::vector<int64_t>> tokens(B * K);
+  std::vector<std::vector<float>> pos_scores(B * K);
+  std::vector<float> scores(B * K, 0.f);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t k = 1; k < K; ++k) scores[b * K + k] = ninf;  // step 0: only beam 0 is live
+  std::vector<int64_t> last(B * K, opt.bos);
+
+  for (int64_t t = 0; !active.empty(); ++t) {
+    const auto A = static_cast<int64_t>(active.size());
+    auto last_t = torch::tensor(last, torch::kLong).to(device);
+    auto lprobs = model.step(last_t, t, state).to(torch::kFloat);  // [A*K, V]
+    const int64_t V = lprobs.size(1);
+    lprobs.select(1, opt.pad).fill_(ninf);
+    if (opt.bos != opt.eos) lprobs.select(1, opt.bos).fill_(ninf);
+    // Sentences at their length limit may only end.
+    for (int64_t a = 0; a < A; ++a) {
+      if (t >= max_len[active[a]]) {
+        auto rows = lprobs.narrow(0, a * K, K);
+        auto eos_col = rows.select(1, opt.eos).clone();
+        rows.fill_(ninf);
+        rows.select(1, opt.eos).copy_(eos_col);
+      }
+    }
+    auto cum = lprobs + torch::tensor(scores).to(device).unsqueeze(1);  // [A*K, V]
+    int64_t ncand = std::min<int64_t>(2 * K, K * V);
+    auto top = cum.view({A, K * V}).topk(ncand, 1);
+    auto top_scores = std::get<0>(top).to(torch::kCPU).contiguous();
+    auto top_idx = std::get<1>(top).to(torch::kCPU).contiguous();
+    auto lp_cpu = lprobs.to(torch::kCPU);
+    auto lp = lp_cpu.accessor<float, 2>();
+    auto ts = top_scores.accessor<float, 2>();
+    auto ti = top_idx.accessor<int64_t, 2>();
+
+    std::vector<int64_t> next_active, keep_rows, next_last;
+    std::vector<std::vector<int64_t>> next_tokens;
+    std::vector<std::vector<float>> next_pos;
+    std::vector<float> next_scores;
+    for (int64_t a = 0; a < A; ++a) {
+      int64_t sent = active[a];
+      auto& fin = finished[sent];
+      std::vector<int64_t> chosen;  // candidate ranks that continue
+      for (int64_t c = 0; c < ncand; ++c) {
+        float s = ts[a][c];
+        if (!std::isfinite(s)) continue;
+        int64_t beam = ti[a][c] / V, tok = ti[a][c] % V;
+        int64_t row = a * K + beam;
+        if (tok == opt.eos) {
+          if (c < K && static_cast<int64_t>(fin.size()) < K) {
+            Hypothesis h;
+            h.tokens = tokens[row];
+            h.tokens.push_back(opt.eos);
+            h.positional_scores = pos_scores[row];
+            h.positional_scores.push_back(lp[row][tok]);
+            h.score = s / std::pow(static_cast<double>(t + 1), opt.lenpen);
+            fin.push_back(std::move(h));
+          }
+        } else if (static_cast<int64_t>(chosen.size()) < K) {
+          chosen.push_back(c);
+        }
+      }
+      if (static_cast<int64_t>(fin.size()) >= K || chosen.empty()) continue;  // sentence done
+      next_active.push_back(sent);
+      for (int64_t k = 0; k < K; ++k) {
+        // Fewer than K live candidates (tiny vocabularies): pad with dead rows.
+        if (k >= static_cast<int64_t>(chosen.size())) {
+          keep_rows.push_back(a * K);
+          next_tokens.push_back(tokens[a * K]);
+          next_pos.push_back(pos_scores[a * K]);
+          next_scores.push_back(ninf);
+          next_last.push_back(opt.pad);
+          continue;
+        }
+        int64_t c = chosen[k];
+        int64_t beam = ti[a][c] / V, tok = ti[a][c] % V;
+        int64_t row = a * K + beam;
+        keep_rows.push_back(row);
+        auto toks = tokens[row];
+        toks.push_back(tok);
+        next_tokens.push_back(std::move(toks));
+        auto ps = pos_scores[row];
+        ps.push_back(lp[row][tok]);
+        next_pos.push_back(std::move(ps));
+        next_scores.push_back(ts[a][c]);
+        next_last.push_back(tok);
+      }
+    }
+    if (next_active.empty()) break;
+    reorder_state(state, torch::tensor(keep_rows, torch::kLong));
+    active = std::move(next_active);
+    tokens = std::move(next_tokens);
+    pos_scores = std::move(next_pos);
+    scores = std::move(next_scores);
+    last = std::move(next_last);
+  }
+
+  for (auto& fin : finished) {
+    std::stable_sort(fin.begin(), fin.end(),
+                     [](const Hypothesis& a, const Hypothesis& b) { return a.score > b.score; });
+    if (static_cast<int64_t>(fin.size()) > opt.nbest) fin.resize(opt.nbest);
+  }
+  return finished;
+}
+
+}  // namespace thor

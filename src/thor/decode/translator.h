@@ -1,0 +1,41 @@
+// Text in, text out: SentencePiece encoding, length-sorted batches, beam search with the
+// Transformer's incremental decoder, detokenised output in input order.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "thor/data/vocab.h"
+#include "thor/decode/search.h"
+#include "thor/model/transformer.h"
+
+namespace thor {
+
+class TransformerStepModel : public StepModel {
+ public:
+  explicit TransformerStepModel(Transformer model) : model_(std::move(model)) {}
+  DecoderState start(const torch::Tensor& src) override { return model_->init_state(src); }
+  torch::Tensor step(const torch::Tensor& last, int64_t t, DecoderState& st) override {
+    return torch::log_softmax(model_->step(last, t, st).to(torch::kFloat), -1);
+  }
+
+ private:
+  Transformer model_;
+};
+
+struct TranslateOptions {
+  SearchOptions search;
+  int64_t batch_size = 64;  // sentences per batch
+};
+
+struct Translation {
+  std::string text;
+  double score = 0;
+};
+
+// Returns, per input line, its nbest translations (best first).
+std::vector<std::vector<Translation>> translate_lines(Transformer& model, const Vocab& vocab,
+                                                      const std::vector<std::string>& lines,
+                                                      const TranslateOptions& opt,
+                                                      const torch::Device& device);
+
+}  // namespace thor

@@ -1,0 +1,256 @@
+// See metrics.h. The algorithms follow sacreBLEU's metrics/bleu.py and metrics/chrf.py.
+#include "thor/eval/metrics.h"
+
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <unordered_map>
+
+#include "thor/common/error.h"
+
+namespace thor {
+
+namespace {
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// One left-to-right regex-substitution pass over two-character patterns, as re.sub does.
+template <typename Match, typename Emit>
+std::string sub2(const std::string& s, Match match, Emit emit) {
+  std::string out;
+  out.reserve(s.size() + 16);
+  size_t i = 0;
+  while (i < s.size()) {
+    if (i + 1 < s.size() && match(s[i], s[i + 1])) {
+      emit(out, s[i], s[i + 1]);
+      i += 2;
+    } else {
+      out.push_back(s[i++]);
+    }
+  }
+  return out;
+}
+
+// Decodes UTF-8 into code points (invalid bytes map to themselves).
+std::u32string utf8_to_u32(const std::string& s) {
+  std::u32string out;
+  for (size_t i = 0; i < s.size();) {
+    auto c = static_cast<unsigned char>(s[i]);
+    int extra = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
+    if (extra <= 0 || i + extra >= s.size()) {
+      out.push_back(c);
+      ++i;
+      continue;
+    }
+    char32_t cp = c & (0x3F >> extra);
+    for (int k = 1; k <= extra; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+    out.push_back(cp);
+    i += extra + 1;
+  }
+  return out;
+}
+
+// Python's str.isspace() for the code points that occur in text.
+bool is_space(char32_t c) {
+  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
+         c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+std::vector<std::string> split_ws(const std::string& s) {
+  // Tokens from 13a are split on ASCII and Unicode whitespace (Python's str.split()).
+  std::vector<std::string> out;
+  std::string cur;
+  for (size_t i = 0; i < s.size();) {
+    auto c = static_cast<unsigned char>(s[i]);
+    size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
+    if (i + len > s.size()) len = 1;
+    std::string ch = s.substr(i, len);
+    auto cp = utf8_to_u32(ch);
+    if (cp.size() == 1 && is_space(cp[0])) {
+      if (!cur.empty()) out.push_back(std::move(cur)), cur.clear();
+    } else {
+      cur += ch;
+    }
+    i += len;
+  }
+  if (!cur.empty()) out.push_back(std::move(cur));
+  return out;
+}
+
+void replace_all(std::string& s, const std::string& from, const std::string& to) {
+  for (size_t pos = 0; (pos = s.find(from, pos)) != std::string::npos; pos += to.size())
+    s.replace(pos, from.size(), to);
+}
+
+struct NgramStats {
+  int64_t correct[4] = {0, 0, 0, 0}, total[4] = {0, 0, 0, 0};
+  int64_t hyp_len = 0, ref_len = 0;
+};
+
+std::map<std::vector<std::string>, int> ngram_counts(const std::vector<std::string>& toks, int order) {
+  std::map<std::vector<std::string>, int> counts;
+  for (int n = 1; n <= order; ++n)
+    for (size_t i = 0; i + n <= toks.size(); ++i)
+      ++counts[std::vector<std::string>(toks.begin() + i, toks.begin() + i + n)];
+  return counts;
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+}  // namespace
+
+std::string tokenize_13a(const std::string& in) {
+  std::string line = in;
+  replace_all(line, "<skipped>", "");
+  replace_all(line, "-\n", "");
+  replace_all(line, "\n", " ");
+  if (line.find('&') != std::string::npos) {
+    replace_all(line, "&quot;", "\"");
+    replace_all(line, "&amp;", "&");
+    replace_all(line, "&lt;", "<");
+    replace_all(line, "&gt;", ">");
+  }
+  line = " " + line + " ";
+  // ([\{-\~\[-\` -\&\(-\+\:-\@\/]) -> ' \1 '
+  std::string s;
+  s.reserve(line.size() * 2);
+  for (char c : line) {
+    auto u = static_cast<unsigned char>(c);
+    bool punct = (u >= '{' && u <= '~') || (u >= '[' && u <= '`') || (u >= ' ' && u <= '&') ||
+                 (u >= '(' && u <= '+') || (u >= ':' && u <= '@') || u == '/';
+    if (punct) {
+      s += ' ';
+      s += c;
+      s += ' ';
+    } else {
+      s += c;
+    }
+  }
+  // ([^0-9])([\.,]) -> '\1 \2 '
+  s = sub2(s, [](char a, char b) { return !is_digit(a) && (b == '.' || b == ','); },
+           [](std::string& o, char a, char b) { o += a; o += ' '; o += b; o += ' '; });
+  // ([\.,])([^0-9]) -> ' \1 \2'
+  s = sub2(s, [](char a, char b) { return (a == '.' || a == ',') && !is_digit(b); },
+           [](std::string& o, char a, char b) { o += ' '; o += a; o += ' '; o += b; });
+  // ([0-9])(-) -> '\1 \2 '
+  s = sub2(s, [](char a, char b) { return is_digit(a) && b == '-'; },
+           [](std::string& o, char a, char b) { o += a; o += ' '; o += b; o += ' '; });
+  auto toks = split_ws(s);
+  std::string out;
+  for (size_t i = 0; i < toks.size(); ++i) out += (i ? " " : "") + toks[i];
+  return out;
+}
+
+BleuScore corpus_bleu(const std::vector<std::string>& hyps, const std::vector<std::string>& refs) {
+  if (hyps.size() != refs.size())
+    throw Error("BLEU: " + std::to_string(hyps.size()) + " hypotheses but " +
+                std::to_string(refs.size()) + " references");
+  NgramStats st;
+  for (size_t i = 0; i < hyps.size(); ++i) {
+    auto h = split_ws(tokenize_13a(hyps[i]));
+    auto r = split_ws(tokenize_13a(refs[i]));
+    st.hyp_len += static_cast<int64_t>(h.size());
+    st.ref_len += static_cast<int64_t>(r.size());
+    auto hc = ngram_counts(h, 4), rc = ngram_counts(r, 4);
+    for (auto& [ng, c] : hc) {
+      int n = static_cast<int>(ng.size()) - 1;
+      st.total[n] += c;
+      auto it = rc.find(ng);
+      if (it != rc.end()) st.correct[n] += std::min(c, it->second);
+    }
+  }
+  BleuScore b;
+  b.hyp_len = st.hyp_len;
+  b.ref_len = st.ref_len;
+  b.ratio = st.ref_len > 0 ? static_cast<double>(st.hyp_len) / st.ref_len : 0.0;
+  b.bp = 1.0;
+  if (st.hyp_len < st.ref_len) b.bp = st.hyp_len > 0 ? std::exp(1.0 - static_cast<double>(st.ref_len) / st.hyp_len) : 0.0;
+  bool any = false;
+  for (int n = 0; n < 4; ++n) any = any || st.correct[n] > 0;
+  if (!any) return b;
+  double smooth = 1.0;
+  for (int n = 0; n < 4; ++n) {
+    if (st.total[n] == 0) break;
+    if (st.correct[n] == 0) {
+      smooth *= 2;
+      b.precisions[n] = 100.0 / (smooth * st.total[n]);
+    } else {
+      b.precisions[n] = 100.0 * st.correct[n] / st.total[n];
+    }
+  }
+  double logsum = 0;
+  for (double p : b.precisions) logsum += p > 0 ? std::log(p) : -9999999999.0;
+  b.score = b.bp * std::exp(logsum / 4);
+  return b;
+}
+
+std::string BleuScore::format() const {
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "BLEU = %.2f %.1f/%.1f/%.1f/%.1f (BP = %.3f ratio = %.3f hyp_len = %lld ref_len = %lld)",
+                score, precisions[0], precisions[1], precisions[2], precisions[3], bp, ratio,
+                static_cast<long long>(hyp_len), static_cast<long long>(ref_len));
+  return buf;
+}
+
+std::string BleuScore::signature() { return "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:thor"; }
+
+ChrfScore corpus_chrf(const std::vector<std::string>& hyps, const std::vector<std::string>& refs) {
+  if (hyps.size() != refs.size())
+    throw Error("chrF: " + std::to_string(hyps.size()) + " hypotheses but " +
+                std::to_string(refs.size()) + " references");
+  constexpr int kOrder = 6;
+  constexpr double kBeta = 2.0;
+  std::vector<double> stats(3 * kOrder, 0.0);  // per order: hyp, ref, match
+  auto strip = [](const std::string& s) {
+    std::u32string out;
+    for (char32_t c : utf8_to_u32(s))
+      if (!is_space(c)) out.push_back(c);
+    return out;
+  };
+  for (size_t i = 0; i < hyps.size(); ++i) {
+    auto h = strip(hyps[i]), r = strip(refs[i]);
+    for (int n = 1; n <= kOrder; ++n) {
+      std::unordered_map<std::u32string, int> hc, rc;
+      for (size_t k = 0; k + n <= h.size(); ++k) ++hc[h.substr(k, n)];
+      for (size_t k = 0; k + n <= r.size(); ++k) ++rc[r.substr(k, n)];
+      int64_t hyp_count = 0, ref_count = 0, match = 0;
+      for (auto& [g, c] : hc) {
+        hyp_count += c;
+        auto it = rc.find(g);
+        if (it != rc.end()) match += std::min(c, it->second);
+      }
+      for (auto& [g, c] : rc) ref_count += c;
+      stats[3 * (n - 1)] += rc.empty() ? 0 : hyp_count;
+      stats[3 * (n - 1) + 1] += ref_count;
+      stats[3 * (n - 1) + 2] += match;
+    }
+  }
+  const double factor = kBeta * kBeta;
+  double avg_p = 0, avg_r = 0;
+  int eff = 0;
+  for (int n = 0; n < kOrder; ++n) {
+    double nh = stats[3 * n], nr = stats[3 * n + 1], nm = stats[3 * n + 2];
+    if (nh > 0 && nr > 0) {
+      avg_p += nm / nh;
+      avg_r += nm / nr;
+      ++eff;
+    }
+  }
+  ChrfScore c;
+  if (eff == 0) return c;
+  avg_p /= eff;
+  avg_r /= eff;
+  if (avg_p + avg_r > 0) c.score = 100.0 * (1 + factor) * avg_p * avg_r / (factor * avg_p + avg_r);
+  return c;
+}
+
+std::string ChrfScore::format() const { return "chrF2 = " + fmt("%.2f", score); }
+std::string ChrfScore::signature() { return "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:thor"; }
+
+}  // namespace thor

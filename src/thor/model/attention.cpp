@@ -1,0 +1,61 @@
+// See attention.h.
+#include "thor/model/attention.h"
+
+#include <cmath>
+#include <limits>
+
+namespace thor {
+
+MultiheadAttentionImpl::MultiheadAttentionImpl(int64_t dim, int64_t heads, double dropout)
+    : dim_(dim), heads_(heads), head_dim_(dim / heads), dropout_(dropout) {
+  TORCH_CHECK(dim % heads == 0, "attention: dim ", dim, " not divisible by heads ", heads);
+  q_proj = register_module("q_proj", torch::nn::Linear(dim, dim));
+  k_proj = register_module("k_proj", torch::nn::Linear(dim, dim));
+  v_proj = register_module("v_proj", torch::nn::Linear(dim, dim));
+  out_proj = register_module("out_proj", torch::nn::Linear(dim, dim));
+  // fairseq's initialisation: scaled xavier for the input projections.
+  double gain = 1.0 / std::sqrt(2.0);
+  for (auto* l : {&q_proj, &k_proj, &v_proj}) {
+    torch::nn::init::xavier_uniform_((*l)->weight, gain);
+    torch::nn::init::zeros_((*l)->bias);
+  }
+  torch::nn::init::xavier_uniform_(out_proj->weight);
+  torch::nn::init::zeros_(out_proj->bias);
+}
+
+torch::Tensor MultiheadAttentionImpl::split_heads(const torch::Tensor& x) const {
+  auto B = x.size(0), T = x.size(1);
+  return x.view({B, T, heads_, head_dim_}).transpose(1, 2);  // [B, H, T, Dh]
+}
+
+std::pair<torch::Tensor, torch::Tensor> MultiheadAttentionImpl::project_kv(const torch::Tensor& kv) {
+  return {split_heads(k_proj(kv)), split_heads(v_proj(kv))};
+}
+
+torch::Tensor MultiheadAttentionImpl::attend(const torch::Tensor& query, const torch::Tensor& k,
+                                             const torch::Tensor& v, const torch::Tensor& kpm,
+                                             bool causal) {
+  auto B = query.size(0), T = query.size(1), S = k.size(2);
+  auto q = split_heads(q_proj(query) * (1.0 / std::sqrt(static_cast<double>(head_dim_))));
+  auto scores = torch::matmul(q, k.transpose(-1, -2));  // [B, H, T, S]
+  const float ninf = -std::numeric_limits<float>::infinity();
+  if (causal) {
+    TORCH_CHECK(T == S, "causal attention needs T == S");
+    auto future = torch::ones({T, S}, torch::TensorOptions().dtype(torch::kBool).device(q.device()))
+                      .triu(1);
+    scores.masked_fill_(future, ninf);
+  }
+  if (kpm.defined()) scores.masked_fill_(kpm.view({B, 1, 1, S}), ninf);
+  auto probs = torch::softmax(scores, -1);
+  probs = torch::dropout(probs, dropout_, is_training());
+  auto out = torch::matmul(probs, v);  // [B, H, T, Dh]
+  return out_proj(out.transpose(1, 2).reshape({B, T, dim_}));
+}
+
+torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& query, const torch::Tensor& kv,
+                                              const torch::Tensor& kpm, bool causal) {
+  auto [k, v] = project_kv(kv);
+  return attend(query, k, v, kpm, causal);
+}
+
+}  // namespace thor

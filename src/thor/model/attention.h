@@ -1,0 +1,35 @@
+// Multi-head attention (Vaswani et al. 2017) with an incremental path for decoding.
+// Layout is batch-first everywhere: [B, T, C]; per-head tensors are [B, H, T, Dh].
+#pragma once
+#include <torch/torch.h>
+
+namespace thor {
+
+class MultiheadAttentionImpl : public torch::nn::Module {
+ public:
+  MultiheadAttentionImpl(int64_t dim, int64_t heads, double dropout);
+
+  // query [B, T, C], key_value [B, S, C], key_padding_mask [B, S] bool (true = pad) or
+  // undefined; causal masks future positions (requires T == S). Returns [B, T, C].
+  torch::Tensor forward(const torch::Tensor& query, const torch::Tensor& key_value,
+                        const torch::Tensor& key_padding_mask, bool causal);
+
+  // [B, S, C] -> keys and values per head, each [B, H, S, Dh] (cached during decoding).
+  std::pair<torch::Tensor, torch::Tensor> project_kv(const torch::Tensor& key_value);
+
+  // Attention of query [B, T, C] over per-head k, v [B, H, S, Dh]. Returns [B, T, C].
+  torch::Tensor attend(const torch::Tensor& query, const torch::Tensor& k, const torch::Tensor& v,
+                       const torch::Tensor& key_padding_mask, bool causal);
+
+  int64_t heads() const { return heads_; }
+
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
+
+ private:
+  torch::Tensor split_heads(const torch::Tensor& x) const;  // [B, T, C] -> [B, H, T, Dh]
+  int64_t dim_, heads_, head_dim_;
+  double dropout_;
+};
+TORCH_MODULE(MultiheadAttention);
+
+}  // namespace thor

@@ -1,0 +1,201 @@
+// See transformer.h.
+#include "thor/model/transformer.h"
+
+#include <cmath>
+
+namespace thor {
+
+namespace F = torch::nn::functional;
+
+torch::Tensor sinusoidal_positions(int64_t n, int64_t dim) {
+  int64_t half = dim / 2;
+  double scale = std::log(10000.0) / static_cast<double>(std::max<int64_t>(1, half - 1));
+  auto freq = torch::exp(torch::arange(half, torch::kFloat) * -scale);           // [half]
+  auto args = torch::arange(n, torch::kFloat).unsqueeze(1) * freq.unsqueeze(0);   // [n, half]
+  auto table = torch::cat({torch::sin(args), torch::cos(args)}, 1);               // [n, 2*half]
+  if (dim % 2 == 1) table = torch::cat({table, torch::zeros({n, 1})}, 1);
+  return table;
+}
+
+namespace {
+torch::nn::Linear linear(int64_t in, int64_t out) {
+  torch::nn::Linear l(in, out);
+  torch::nn::init::xavier_uniform_(l->weight);
+  torch::nn::init::zeros_(l->bias);
+  return l;
+}
+torch::nn::LayerNorm layer_norm(int64_t dim) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}));
+}
+}  // namespace
+
+FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t ffn_dim, double activation_dropout)
+    : activation_dropout_(activation_dropout) {
+  fc1 = register_module("fc1", linear(dim, ffn_dim));
+  fc2 = register_module("fc2", linear(ffn_dim, dim));
+}
+
+torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
+  auto h = torch::relu(fc1(x));
+  h = torch::dropout(h, activation_dropout_, is_training());
+  return fc2(h);
+}
+
+EncoderLayerImpl::EncoderLayerImpl(const ModelConfig& c) : dropout_(c.dropout), pre_norm_(c.pre_norm) {
+  self_attn = register_module("self_attn", MultiheadAttention(c.d_model, c.heads, c.attention_dropout));
+  self_attn_layer_norm = register_module("self_attn_layer_norm", layer_norm(c.d_model));
+  ffn = register_module("ffn", FeedForward(c.d_model, c.ffn_dim, c.activation_dropout));
+  final_layer_norm = register_module("final_layer_norm", layer_norm(c.d_model));
+}
+
+torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x_in, const torch::Tensor& pad_mask) {
+  auto x = x_in;
+  auto h = pre_norm_ ? self_attn_layer_norm(x) : x;
+  h = self_attn(h, h, pad_mask, /*causal=*/false);
+  x = x + torch::dropout(h, dropout_, is_training());
+  if (!pre_norm_) x = self_attn_layer_norm(x);
+  h = pre_norm_ ? final_layer_norm(x) : x;
+  x = x + torch::dropout(ffn(h), dropout_, is_training());
+  if (!pre_norm_) x = final_layer_norm(x);
+  return x;
+}
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) : dropout_(c.dropout), pre_norm_(c.pre_norm) {
+  self_attn = register_module("self_attn", MultiheadAttention(c.d_model, c.heads, c.attention_dropout));
+  self_attn_layer_norm = register_module("self_attn_layer_norm", layer_norm(c.d_model));
+  encoder_attn = register_module("encoder_attn", MultiheadAttention(c.d_model, c.heads, c.attention_dropout));
+  encoder_attn_layer_norm = register_module("encoder_attn_layer_norm", layer_norm(c.d_model));
+  ffn = register_module("ffn", FeedForward(c.d_model, c.ffn_dim, c.activation_dropout));
+  final_layer_norm = register_module("final_layer_norm", layer_norm(c.d_model));
+}
+
+torch::Tensor DecoderLayerImpl::residual(const torch::Tensor& x, const torch::Tensor& y,
+                                         torch::nn::LayerNorm& ln) {
+  auto out = x + torch::dropout(y, dropout_, is_training());
+  return pre_norm_ ? out : ln(out);
+}
+
+torch::Tensor DecoderLayerImpl::ffn_block(const torch::Tensor& x) {
+  auto h = pre_norm_ ? final_layer_norm(x) : x;
+  return residual(x, ffn(h), final_layer_norm);
+}
+
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x_in, const torch::Tensor& enc,
+                                        const torch::Tensor& enc_pad_mask) {
+  auto x = x_in;
+  auto h = pre_norm_ ? self_attn_layer_norm(x) : x;
+  x = residual(x, self_attn(h, h, torch::Tensor(), /*causal=*/true), self_attn_layer_norm);
+  h = pre_norm_ ? encoder_attn_layer_norm(x) : x;
+  x = residual(x, encoder_attn(h, enc, enc_pad_mask, false), encoder_attn_layer_norm);
+  return ffn_block(x);
+}
+
+torch::Tensor DecoderLayerImpl::step(const torch::Tensor& x_in, torch::Tensor& self_k,
+                                     torch::Tensor& self_v, const torch::Tensor& enc_k,
+                                     const torch::Tensor& enc_v, const torch::Tensor& enc_pad_mask) {
+  auto x = x_in;  // [N, 1, C]
+  auto h = pre_norm_ ? self_attn_layer_norm(x) : x;
+  auto [k, v] = self_attn->project_kv(h);  // [N, H, 1, Dh]
+  self_k = self_k.defined() ? torch::cat({self_k, k}, 2) : k;
+  self_v = self_v.defined() ? torch::cat({self_v, v}, 2) : v;
+  x = residual(x, self_attn->attend(h, self_k, self_v, torch::Tensor(), false), self_attn_layer_norm);
+  h = pre_norm_ ? encoder_attn_layer_norm(x) : x;
+  x = residual(x, encoder_attn->attend(h, enc_k, enc_v, enc_pad_mask, false), encoder_attn_layer_norm);
+  return ffn_block(x);
+}
+
+TransformerImpl::TransformerImpl(const ModelConfig& c) : cfg_(c) {
+  c.validate();
+  auto make_embedding = [&]() {
+    torch::nn::Embedding e(torch::nn::EmbeddingOptions(c.vocab_size, c.d_model).padding_idx(c.pad_id));
+    torch::nn::init::normal_(e->weight, 0.0, std::pow(static_cast<double>(c.d_model), -0.5));
+    torch::NoGradGuard ng;
+    e->weight[c.pad_id].zero_();
+    return e;
+  };
+  encoder_embed = register_module("encoder_embed", make_embedding());
+  decoder_embed = c.share_all_embeddings ? encoder_embed
+                                         : register_module("decoder_embed", make_embedding());
+  if (c.share_all_embeddings || c.share_decoder_input_output_embed) {
+    output_projection = decoder_embed->weight;
+  } else {
+    output_projection = register_parameter(
+        "output_projection",
+        torch::randn({c.vocab_size, c.d_model}) * std::pow(static_cast<double>(c.d_model), -0.5));
+  }
+  encoder_layers = register_module("encoder_layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.encoder_layers; ++i) encoder_layers->push_back(EncoderLayer(c));
+  decoder_layers = register_module("decoder_layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.decoder_layers; ++i) decoder_layers->push_back(DecoderLayer(c));
+  if (c.pre_norm) {
+    encoder_norm = register_module("encoder_norm", layer_norm(c.d_model));
+    decoder_norm = register_module("decoder_norm", layer_norm(c.d_model));
+  }
+  positions_ = register_buffer("positions", sinusoidal_positions(c.max_positions + 1, c.d_model));
+}
+
+torch::Tensor TransformerImpl::embed(torch::nn::Embedding& emb, const torch::Tensor& tokens,
+                                     int64_t offset) {
+  auto T = tokens.size(1);
+  TORCH_CHECK(offset + T <= cfg_.max_positions, "sequence longer than max_positions (",
+              cfg_.max_positions, ")");
+  auto x = emb(tokens) * std::sqrt(static_cast<double>(cfg_.d_model));  // [B, T, C]
+  x = x + positions_.narrow(0, offset + 1, T).unsqueeze(0);
+  return torch::dropout(x, cfg_.dropout, is_training());
+}
+
+torch::Tensor TransformerImpl::project(const torch::Tensor& h) {
+  return F::linear(h, output_projection);
+}
+
+torch::Tensor TransformerImpl::encode(const torch::Tensor& src) {
+  auto pad_mask = src.eq(cfg_.pad_id);  // [B, S]
+  auto x = embed(encoder_embed, src, 0);
+  for (auto& m : *encoder_layers) x = m->as<EncoderLayerImpl>()->forward(x, pad_mask);
+  if (encoder_norm) x = encoder_norm(x);
+  return x;
+}
+
+torch::Tensor TransformerImpl::decode(const torch::Tensor& tgt_in, const torch::Tensor& enc,
+                                      const torch::Tensor& src_pad_mask) {
+  auto x = embed(decoder_embed, tgt_in, 0);
+  for (auto& m : *decoder_layers) x = m->as<DecoderLayerImpl>()->forward(x, enc, src_pad_mask);
+  if (decoder_norm) x = decoder_norm(x);
+  return project(x);
+}
+
+torch::Tensor TransformerImpl::forward(const torch::Tensor& src, const torch::Tensor& tgt_in) {
+  auto enc = encode(src);
+  return decode(tgt_in, enc, src.eq(cfg_.pad_id));
+}
+
+DecoderState TransformerImpl::init_state(const torch::Tensor& src) {
+  DecoderState st;
+  auto enc = encode(src);
+  st["src_pad_mask"] = src.eq(cfg_.pad_id);
+  for (size_t i = 0; i < decoder_layers->size(); ++i) {
+    auto layer = decoder_layers[i]->as<DecoderLayerImpl>();
+    auto [k, v] = layer->encoder_attn->project_kv(enc);
+    st["enc_k." + std::to_string(i)] = k;
+    st["enc_v." + std::to_string(i)] = v;
+  }
+  return st;
+}
+
+torch::Tensor TransformerImpl::step(const torch::Tensor& last, int64_t step, DecoderState& st) {
+  auto x = embed(decoder_embed, last.view({-1, 1}), step);  // [N, 1, C]
+  const auto& mask = st.at("src_pad_mask");
+  for (size_t i = 0; i < decoder_layers->size(); ++i) {
+    auto id = std::to_string(i);
+    auto layer = decoder_layers[i]->as<DecoderLayerImpl>();
+    torch::Tensor sk, sv;
+    if (auto it = st.find("self_k." + id); it != st.end()) sk = it->second, sv = st.at("self_v." + id);
+    x = layer->step(x, sk, sv, st.at("enc_k." + id), st.at("enc_v." + id), mask);
+    st["self_k." + id] = sk;
+    st["self_v." + id] = sv;
+  }
+  if (decoder_norm) x = decoder_norm(x);
+  return project(x.squeeze(1));  // [N, V]
+}
+
+}  // namespace thor

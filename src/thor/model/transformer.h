@@ -1,0 +1,96 @@
+// Encoder-decoder Transformer, fairseq-equivalent: post-norm by default (pre-norm
+// option), sinusoidal positions, scaled embeddings, optional shared embeddings.
+// The feed-forward block is its own module so expert layers (THOR, MoE) slot in there.
+#pragma once
+#include <torch/torch.h>
+
+#include "thor/common/config.h"
+#include "thor/model/attention.h"
+#include "thor/model/state.h"
+
+namespace thor {
+
+class FeedForwardImpl : public torch::nn::Module {
+ public:
+  FeedForwardImpl(int64_t dim, int64_t ffn_dim, double activation_dropout);
+  torch::Tensor forward(const torch::Tensor& x);  // [.., C] -> [.., C]
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+
+ private:
+  double activation_dropout_;
+};
+TORCH_MODULE(FeedForward);
+
+class EncoderLayerImpl : public torch::nn::Module {
+ public:
+  explicit EncoderLayerImpl(const ModelConfig& c);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& pad_mask);  // [B,S,C]
+  MultiheadAttention self_attn{nullptr};
+  torch::nn::LayerNorm self_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
+  FeedForward ffn{nullptr};
+
+ private:
+  double dropout_;
+  bool pre_norm_;
+};
+TORCH_MODULE(EncoderLayer);
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  explicit DecoderLayerImpl(const ModelConfig& c);
+  // Full (teacher-forced) pass: x [B,T,C], enc [B,S,C].
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& enc,
+                        const torch::Tensor& enc_pad_mask);
+  // One step: x [N,1,C]; self_k/self_v [N,H,t,Dh] grow by one; enc_k/enc_v [N,H,S,Dh].
+  torch::Tensor step(const torch::Tensor& x, torch::Tensor& self_k, torch::Tensor& self_v,
+                     const torch::Tensor& enc_k, const torch::Tensor& enc_v,
+                     const torch::Tensor& enc_pad_mask);
+  MultiheadAttention self_attn{nullptr}, encoder_attn{nullptr};
+  torch::nn::LayerNorm self_attn_layer_norm{nullptr}, encoder_attn_layer_norm{nullptr},
+      final_layer_norm{nullptr};
+  FeedForward ffn{nullptr};
+
+ private:
+  torch::Tensor residual(const torch::Tensor& x, const torch::Tensor& y, torch::nn::LayerNorm& ln);
+  torch::Tensor ffn_block(const torch::Tensor& x);
+  double dropout_;
+  bool pre_norm_;
+};
+TORCH_MODULE(DecoderLayer);
+
+class TransformerImpl : public torch::nn::Module {
+ public:
+  explicit TransformerImpl(const ModelConfig& c);
+
+  // src [B,S] -> encoder output [B,S,C]
+  torch::Tensor encode(const torch::Tensor& src);
+  // tgt_in [B,T] teacher-forced -> logits [B,T,V]
+  torch::Tensor decode(const torch::Tensor& tgt_in, const torch::Tensor& enc,
+                       const torch::Tensor& src_pad_mask);
+  torch::Tensor forward(const torch::Tensor& src, const torch::Tensor& tgt_in);
+
+  // Incremental decoding: encoder runs once here; cross-attention keys/values are
+  // projected once; self-attention keys/values are cached per layer.
+  DecoderState init_state(const torch::Tensor& src);
+  // last [N] tokens at position `step` -> logits [N, V]
+  torch::Tensor step(const torch::Tensor& last, int64_t step, DecoderState& state);
+
+  const ModelConfig& config() const { return cfg_; }
+
+  torch::nn::Embedding encoder_embed{nullptr}, decoder_embed{nullptr};
+  torch::Tensor output_projection;  // [V, C]; aliases decoder_embed->weight when shared
+  torch::nn::ModuleList encoder_layers{nullptr}, decoder_layers{nullptr};
+  torch::nn::LayerNorm encoder_norm{nullptr}, decoder_norm{nullptr};  // pre-norm only
+
+ private:
+  torch::Tensor embed(torch::nn::Embedding& emb, const torch::Tensor& tokens, int64_t offset);
+  torch::Tensor project(const torch::Tensor& h);  // [.., C] -> [.., V]
+  ModelConfig cfg_;
+  torch::Tensor positions_;  // [max_positions + 1, C] sinusoids (buffer)
+};
+TORCH_MODULE(Transformer);
+
+// [n, dim] sinusoidal table as in fairseq (sin half, then cos half).
+torch::Tensor sinusoidal_positions(int64_t n, int64_t dim);
+
+}  // namespace thor

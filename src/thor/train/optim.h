@@ -1,0 +1,38 @@
+// Adam with decoupled weight decay as fairseq's FairseqAdam, and the inverse-sqrt
+// schedule with linear warm-up. Written here (not torch::optim) so the state is ours to
+// checkpoint exactly and to fuse later.
+#pragma once
+#include <vector>
+
+#include <torch/torch.h>
+
+namespace thor {
+
+struct AdamOptions {
+  double beta1 = 0.9, beta2 = 0.98, eps = 1e-8, weight_decay = 0.0;
+};
+
+class Adam {
+ public:
+  Adam(std::vector<torch::Tensor> params, AdamOptions opt);
+  void step(double lr);  // one update from the accumulated .grad
+  void zero_grad();
+  int64_t steps() const { return steps_; }
+  void save(torch::serialize::OutputArchive& ar) const;
+  void load(torch::serialize::InputArchive& ar);
+  const std::vector<torch::Tensor>& params() const { return params_; }
+
+ private:
+  std::vector<torch::Tensor> params_, exp_avg_, exp_avg_sq_;
+  AdamOptions opt_;
+  int64_t steps_ = 0;
+};
+
+struct InverseSqrtSchedule {
+  double lr = 5e-4, warmup_init_lr = 1e-7;
+  int64_t warmup = 4000;
+  // Learning rate for the update after `num_updates` completed updates.
+  double at(int64_t num_updates) const;
+};
+
+}  // namespace thor

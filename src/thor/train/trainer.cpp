@@ -1,0 +1,321 @@
+// See trainer.h.
+#include "thor/train/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <random>
+
+#include "thor/common/error.h"
+#include "thor/common/log.h"
+#include "thor/common/runtime.h"
+#include "thor/data/corpus.h"
+#include "thor/data/dataset.h"
+#include "thor/data/meta.h"
+#include "thor/decode/translator.h"
+#include "thor/eval/metrics.h"
+#include "thor/model/transformer.h"
+#include "thor/train/checkpoint.h"
+#include "thor/train/loss.h"
+#include "thor/train/optim.h"
+
+namespace fs = std::filesystem;
+
+namespace thor {
+
+void to_json(nlohmann::json& j, const TrainOptions& o) {
+  j = {{"data_dir", o.data_dir}, {"save_dir", o.save_dir}, {"max_tokens", o.max_tokens},
+       {"max_sentences", o.max_sentences}, {"update_freq", o.update_freq}, {"lr", o.lr},
+       {"warmup_init_lr", o.warmup_init_lr}, {"warmup_updates", o.warmup_updates},
+       {"adam_betas", {o.adam_beta1, o.adam_beta2}}, {"adam_eps", o.adam_eps},
+       {"weight_decay", o.weight_decay}, {"clip_norm", o.clip_norm},
+       {"label_smoothing", o.label_smoothing}, {"max_update", o.max_update},
+       {"max_epoch", o.max_epoch}, {"max_time_s", o.max_time_s}, {"seed", o.seed},
+       {"eval_beam", o.eval_beam}, {"eval_lenpen", o.eval_lenpen}};
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr double kLn2 = 0.69314718055994530942;
+
+struct Position {
+  int64_t epoch = 1, batch = 0, num_updates = 0;
+  double best = -1e30, elapsed_s = 0;
+  bool has_best = false;
+};
+
+nlohmann::json to_json(const Position& p) {
+  return {{"epoch", p.epoch}, {"batch", p.batch}, {"num_updates", p.num_updates},
+          {"best", p.best}, {"has_best", p.has_best}, {"elapsed_s", p.elapsed_s}};
+}
+
+Position position_from(const nlohmann::json& j) {
+  Position p;
+  p.epoch = j.at("epoch");
+  p.batch = j.at("batch");
+  p.num_updates = j.at("num_updates");
+  p.best = j.at("best");
+  p.has_best = j.at("has_best");
+  p.elapsed_s = j.at("elapsed_s");
+  return p;
+}
+
+std::vector<int64_t> epoch_order(size_t nbatches, uint64_t seed, int64_t epoch) {
+  std::vector<int64_t> order(nbatches);
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(seed * 1000003ULL + static_cast<uint64_t>(epoch));
+  std::shuffle(order.begin(), order.end(), rng);
+  return order;
+}
+
+class Trainer {
+ public:
+  Trainer(const TrainOptions& opt, ModelConfig cfg) : opt_(opt), device_(runtime::parse_device(opt.device)) {
+    meta_ = read_meta(opt.data_dir);
+    vocab_ = Vocab::from_file((fs::path(opt.data_dir) / "spm.model").string());
+    train_ = Dataset::load((fs::path(opt.data_dir) / "train.bin").string());
+    valid_ = Dataset::load((fs::path(opt.data_dir) / "valid.bin").string());
+    if (train_.size() == 0) throw Error(opt.data_dir + "/train.bin: no training pairs");
+    valid_src_ = read_lines((fs::path(opt.data_dir) / ("valid.raw." + meta_.src_lang)).string());
+    valid_ref_ = read_lines((fs::path(opt.data_dir) / ("valid.raw." + meta_.tgt_lang)).string());
+    if (opt.eval_max_sentences > 0 && static_cast<int64_t>(valid_src_.size()) > opt.eval_max_sentences) {
+      valid_src_.resize(opt.eval_max_sentences);
+      valid_ref_.resize(opt.eval_max_sentences);
+    }
+    fs::create_directories(opt.save_dir);
+    last_path_ = (fs::path(opt.save_dir) / "checkpoint_last.pt").string();
+
+    torch::manual_seed(opt.seed);
+    std::string resume_from;
+    if (opt.resume && fs::exists(last_path_)) resume_from = last_path_;
+    if (!resume_from.empty()) {
+      auto lm = load_model(resume_from, device_);
+      cfg = lm.config;  // the checkpoint's architecture wins on resume
+      model_ = lm.model;
+      pos_ = position_from(lm.train_state.at("position"));
+      THOR_LOG("train") << "resuming from " << resume_from << " at update " << pos_.num_updates
+                        << " (epoch " << pos_.epoch << ", batch " << pos_.batch << ")";
+    } else {
+      if (opt.resume) THOR_LOG("train") << "--resume: no " << last_path_ << ", starting fresh";
+      cfg.vocab_size = vocab_.size();
+      model_ = Transformer(cfg);
+      model_->to(device_);
+    }
+    model_->train();
+    optim_ = std::make_unique<Adam>(model_->parameters(),
+                                    AdamOptions{opt.adam_beta1, opt.adam_beta2, opt.adam_eps, opt.weight_decay});
+    if (!resume_from.empty()) load_training_state(resume_from, *optim_);
+    sched_ = InverseSqrtSchedule{opt.lr, opt.warmup_init_lr, opt.warmup_updates};
+
+    int64_t dropped = 0;
+    batches_ = make_batches(train_, opt.max_tokens, opt.max_sentences, opt.seed, &dropped);
+    if (dropped) THOR_WARN("train") << dropped << " training pairs exceed --max-tokens and are skipped";
+    valid_batches_ = make_batches(valid_, opt.max_tokens, opt.max_sentences, opt.seed);
+    int64_t nparams = 0;
+    for (auto& p : model_->parameters()) nparams += p.numel();
+    THOR_LOG("train") << "model " << cfg.arch << ": " << nparams << " parameters, d=" << cfg.d_model
+                      << " ffn=" << cfg.ffn_dim << " layers=" << cfg.encoder_layers << "+"
+                      << cfg.decoder_layers << " on " << device_ << ", " << at::get_num_threads()
+                      << " threads";
+    THOR_LOG("train") << train_.size() << " training pairs in " << batches_.size()
+                      << " batches of <= " << opt.max_tokens << " tokens, update-freq " << opt.update_freq;
+    log_.open((fs::path(opt.save_dir) / "train_log.jsonl").string(), std::ios::app);
+    if (!log_) throw Error(opt.save_dir + "/train_log.jsonl: cannot open for writing");
+  }
+
+  nlohmann::json run() {
+    auto t_start = Clock::now();
+    double elapsed0 = pos_.elapsed_s;
+    auto elapsed = [&] { return elapsed0 + std::chrono::duration<double>(Clock::now() - t_start).count(); };
+    auto interval_start = Clock::now();
+    double int_loss = 0, int_nll = 0, int_gnorm = 0;
+    int64_t int_tokens = 0, int_updates = 0;
+    bool tty = opt_.progress && isatty(STDERR_FILENO);
+    bool validated_now = false;
+
+    auto stop = [&] {
+      if (opt_.max_update > 0 && pos_.num_updates >= opt_.max_update) return true;
+      if (opt_.max_epoch > 0 && pos_.epoch > opt_.max_epoch) return true;
+      if (opt_.max_time_s > 0 && elapsed() >= opt_.max_time_s) return true;
+      return false;
+    };
+
+    while (!stop()) {
+      auto order = epoch_order(batches_.size(), opt_.seed, pos_.epoch);
+      while (pos_.batch < static_cast<int64_t>(order.size()) && !stop()) {
+        int64_t end = std::min<int64_t>(pos_.batch + opt_.update_freq, static_cast<int64_t>(order.size()));
+        std::vector<Batch> group;
+        int64_t ntok = 0;
+        for (int64_t i = pos_.batch; i < end; ++i) {
+          group.push_back(collate(train_, batches_[order[i]], model_->config().pad_id,
+                                  model_->config().bos_id, model_->config().eos_id).to(device_));
+          ntok += group.back().ntokens;
+        }
+        auto [loss, nll, gnorm] = update(group, ntok);
+        pos_.batch = end;
+        ++pos_.num_updates;
+        validated_now = false;
+        int_loss += loss, int_nll += nll, int_gnorm += gnorm, int_tokens += ntok, ++int_updates;
+
+        if (tty) {
+          std::fprintf(stderr, "\r[train] epoch %lld %3.0f%% | update %lld | loss %.3f | %s",
+                       static_cast<long long>(pos_.epoch), 100.0 * pos_.batch / order.size(),
+                       static_cast<long long>(pos_.num_updates), loss / ntok / kLn2, "      ");
+          std::fflush(stderr);
+        }
+        if (pos_.num_updates % opt_.log_interval == 0) {
+          double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();
+          nlohmann::json j = {{"update", pos_.num_updates}, {"epoch", pos_.epoch},
+                              {"loss", int_loss / int_tokens / kLn2}, {"nll", int_nll / int_tokens / kLn2},
+                              {"ppl", std::pow(2.0, int_nll / int_tokens / kLn2)},
+                              {"lr", sched_.at(pos_.num_updates - 1)}, {"gnorm", int_gnorm / int_updates},
+                              {"tgt_tok_s", int_tokens / secs}, {"elapsed_s", elapsed()}};
+          write_log(j, tty);
+          interval_start = Clock::now();
+          int_loss = int_nll = int_gnorm = 0, int_tokens = int_updates = 0;
+        }
+        if (opt_.validate_interval_updates > 0 && pos_.num_updates % opt_.validate_interval_updates == 0) {
+          pos_.elapsed_s = elapsed();
+          validate_and_save(tty);
+          validated_now = true;
+        }
+        if (opt_.save_interval_updates > 0 && pos_.num_updates % opt_.save_interval_updates == 0) {
+          pos_.elapsed_s = elapsed();
+          save((fs::path(opt_.save_dir) / ("checkpoint_" + std::to_string(pos_.num_updates) + ".pt")).string());
+        }
+      }
+      if (pos_.batch >= static_cast<int64_t>(order.size())) {
+        ++pos_.epoch;
+        pos_.batch = 0;
+        if (opt_.validate_interval_updates == 0 && !validated_now) {
+          pos_.elapsed_s = elapsed();
+          validate_and_save(tty);
+          validated_now = true;
+        }
+      }
+    }
+    if (tty) std::fprintf(stderr, "\n");
+    pos_.elapsed_s = elapsed();
+    if (!validated_now) validate_and_save(false);
+    THOR_LOG("train") << "done: " << pos_.num_updates << " updates, " << pos_.elapsed_s << " s";
+    return to_json(pos_);
+  }
+
+ private:
+  std::tuple<double, double, double> update(const std::vector<Batch>& group, int64_t ntok) {
+    optim_->zero_grad();
+    double loss_sum = 0, nll_sum = 0;
+    for (const auto& b : group) {
+      auto logits = model_->forward(b.src, b.tgt_in);  // [B, T, V]
+      auto res = label_smoothed_nll(logits, b.tgt_out, opt_.label_smoothing, model_->config().pad_id);
+      (res.loss / static_cast<double>(ntok)).backward();
+      loss_sum += res.loss.item<double>();
+      nll_sum += res.nll.item<double>();
+    }
+    double gnorm;
+    if (opt_.clip_norm > 0) {
+      gnorm = torch::nn::utils::clip_grad_norm_(model_->parameters(), opt_.clip_norm);
+    } else {
+      torch::NoGradGuard ng;
+      double sq = 0;
+      for (auto& p : model_->parameters())
+        if (p.grad().defined()) sq += p.grad().pow(2).sum().item<double>();
+      gnorm = std::sqrt(sq);
+    }
+    if (!std::isfinite(gnorm)) {
+      THOR_WARN("train") << "non-finite gradient norm at update " << pos_.num_updates + 1 << ", update skipped";
+      optim_->zero_grad();
+      return {loss_sum, nll_sum, gnorm};
+    }
+    optim_->step(sched_.at(pos_.num_updates));
+    return {loss_sum, nll_sum, gnorm};
+  }
+
+  void write_log(const nlohmann::json& j, bool tty) {
+    log_ << j.dump() << '\n';
+    log_.flush();
+    if (tty) std::fprintf(stderr, "\n");
+    THOR_LOG("train") << j.dump();
+  }
+
+  void validate_and_save(bool tty) {
+    torch::NoGradGuard ng;
+    model_->eval();
+    double loss = 0, nll = 0;
+    int64_t ntok = 0;
+    for (auto& idx : valid_batches_) {
+      auto b = collate(valid_, idx, model_->config().pad_id, model_->config().bos_id, model_->config().eos_id).to(device_);
+      auto res = label_smoothed_nll(model_->forward(b.src, b.tgt_in), b.tgt_out, opt_.label_smoothing,
+                                    model_->config().pad_id);
+      loss += res.loss.item<double>();
+      nll += res.nll.item<double>();
+      ntok += b.ntokens;
+    }
+    nlohmann::json j = {{"update", pos_.num_updates}, {"epoch", pos_.epoch},
+                        {"valid_loss", loss / std::max<int64_t>(1, ntok) / kLn2},
+                        {"valid_nll", nll / std::max<int64_t>(1, ntok) / kLn2}, {"elapsed_s", pos_.elapsed_s}};
+    double metric = -loss / std::max<int64_t>(1, ntok);
+    if (opt_.eval_bleu && !valid_src_.empty()) {
+      TranslateOptions to;
+      to.search.beam = opt_.eval_beam;
+      to.search.lenpen = opt_.eval_lenpen;
+      to.search.max_len_a = 1.2;
+      to.search.max_len_b = 10;
+      auto tr = translate_lines(model_, vocab_, valid_src_, to, device_);
+      std::vector<std::string> hyps;
+      for (auto& t : tr) hyps.push_back(t.front().text);
+      auto bleu = corpus_bleu(hyps, valid_ref_);
+      j["valid_bleu"] = bleu.score;
+      metric = bleu.score;
+    }
+    bool improved = !pos_.has_best || metric > pos_.best;
+    if (improved) pos_.best = metric, pos_.has_best = true;
+    j["best"] = pos_.best;
+    if (tty) std::fprintf(stderr, "\n");
+    log_ << j.dump() << '\n';
+    log_.flush();
+    THOR_LOG("valid") << j.dump();
+    model_->train();
+    save(last_path_);
+    if (improved) save((fs::path(opt_.save_dir) / "checkpoint_best.pt").string());
+  }
+
+  void save(const std::string& path) {
+    CheckpointExtras ex;
+    nlohmann::json args = opt_;
+    ex.train_state = {{"position", to_json(pos_)}, {"args", args}, {"meta", meta_json(meta_)}};
+    ex.optimizer = optim_.get();
+    save_checkpoint(path, model_, vocab_, ex);
+  }
+
+  TrainOptions opt_;
+  torch::Device device_;
+  DatasetMeta meta_;
+  Vocab vocab_;
+  Dataset train_, valid_;
+  std::vector<std::string> valid_src_, valid_ref_;
+  std::vector<std::vector<int64_t>> batches_, valid_batches_;
+  Transformer model_{nullptr};
+  std::unique_ptr<Adam> optim_;
+  InverseSqrtSchedule sched_;
+  Position pos_;
+  std::string last_path_;
+  std::ofstream log_;
+};
+
+}  // namespace
+
+nlohmann::json train(const TrainOptions& opt, ModelConfig model_cfg) {
+  if (opt.max_tokens <= 0) throw Error("--max-tokens must be > 0");
+  if (opt.update_freq <= 0) throw Error("--update-freq must be > 0");
+  if (opt.log_interval <= 0) throw Error("--log-interval must be > 0");
+  Trainer t(opt, std::move(model_cfg));
+  return t.run();
+}
+
+}  // namespace thor

@@ -1,0 +1,40 @@
+// The training loop: token-budget batches from length buckets, gradient accumulation
+// (--update-freq), label-smoothed CE, Adam + inverse-sqrt, clipping, validation (loss and
+// beam-search BLEU), checkpoints (last / best / every N) and exact resume.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "thor/common/config.h"
+
+namespace thor {
+
+struct TrainOptions {
+  std::string data_dir, save_dir = "checkpoints";
+  std::string device = "auto";
+  int64_t max_tokens = 4096, max_sentences = 0, update_freq = 1;
+  double lr = 5e-4, warmup_init_lr = 1e-7;
+  int64_t warmup_updates = 4000;
+  double adam_beta1 = 0.9, adam_beta2 = 0.98, adam_eps = 1e-8, weight_decay = 0.0;
+  double clip_norm = 0.0, label_smoothing = 0.1;
+  int64_t max_update = 0, max_epoch = 0;  // 0 = no limit
+  double max_time_s = 0;                  // 0 = no limit
+  int64_t log_interval = 50;
+  int64_t validate_interval_updates = 0;  // 0 = at the end of every epoch
+  int64_t save_interval_updates = 0;      // 0 = only last/best
+  bool eval_bleu = true;
+  int64_t eval_beam = 4, eval_max_sentences = 0;
+  double eval_lenpen = 1.0;
+  uint64_t seed = 1;
+  bool resume = false;
+  bool progress = true;  // progress bar when stderr is a terminal
+};
+
+void to_json(nlohmann::json& j, const TrainOptions& o);
+
+// Trains and returns the final trainer state (num_updates, best, ...).
+nlohmann::json train(const TrainOptions& opt, ModelConfig model_cfg);
+
+}  // namespace thor
