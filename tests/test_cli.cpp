@@ -1,0 +1,93 @@
+// End to end through the real binary: prepare -> train ~20 updates -> translate -> score,
+// and one clear error line with a non-zero exit for bad input.
+#include <cstdio>
+#include <cstdlib>
+
+#include <gtest/gtest.h>
+
+#include "fixtures.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+  int code;
+  std::string out, err;
+};
+
+Run run(const std::string& args, const fs::path& dir) {
+  auto out = dir / "stdout.txt", err = dir / "stderr.txt";
+  std::string cmd = std::string(THOR_BIN) + " --threads 1 " + args + " > " + out.string() + " 2> " + err.string();
+  int status = std::system(cmd.c_str());
+  Run r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, "", ""};
+  for (auto& l : thor::testing::read_file(out)) r.out += l + "\n";
+  for (auto& l : thor::testing::read_file(err)) r.err += l + "\n";
+  return r;
+}
+
+TEST(Cli, PrepareTrainTranslateScore) {
+  auto dir = thor::testing::temp_dir("cli_e2e");
+  thor::testing::make_toy_corpus(dir / "train", 300, 21, "en", "de");
+  thor::testing::make_toy_corpus(dir / "valid", 15, 22, "en", "de");
+  thor::testing::make_toy_corpus(dir / "test", 10, 23, "en", "de");
+  auto p = run("prepare -s en -t de --trainpref " + (dir / "train").string() + " --validpref " +
+                   (dir / "valid").string() + " --testpref " + (dir / "test").string() + " --destdir " +
+                   (dir / "data").string() + " --vocab-size 90",
+               dir);
+  ASSERT_EQ(p.code, 0) << p.err;
+  auto t = run("train " + (dir / "data").string() +
+                   " --arch transformer_tiny --encoder-embed-dim 64 --ffn-dim 128 --encoder-layers 1"
+                   " --decoder-layers 1 --share-all-embeddings --max-tokens 500 --max-update 20 --lr 2e-3"
+                   " --warmup-updates 5 --log-interval 5 --validate-interval-updates 10 --eval-beam 2"
+                   " --no-progress --save-dir " + (dir / "ck").string(),
+               dir);
+  ASSERT_EQ(t.code, 0) << t.err;
+  EXPECT_TRUE(t.out.empty()) << "train must keep stdout clean: " << t.out;
+  EXPECT_TRUE(fs::exists(dir / "ck" / "checkpoint_best.pt"));
+  auto tr = run("translate --model " + (dir / "ck" / "checkpoint_best.pt").string() + " --beam 3 --input " +
+                    (dir / "test.en").string(),
+                dir);
+  ASSERT_EQ(tr.code, 0) << tr.err;
+  thor::testing::write_file(dir / "hyp.de", {});
+  {
+    std::ofstream h(dir / "hyp.de");
+    h << tr.out;
+  }
+  EXPECT_EQ(thor::testing::read_file(dir / "hyp.de").size(), 10u);
+  auto sc = run("score " + (dir / "test.de").string() + " -i " + (dir / "hyp.de").string(), dir);
+  ASSERT_EQ(sc.code, 0) << sc.err;
+  EXPECT_EQ(sc.out.rfind("BLEU = ", 0), 0u) << sc.out;
+  EXPECT_NE(sc.out.find("\nchrF2 = "), std::string::npos) << sc.out;
+  // nbest output format.
+  auto nb = run("translate --model " + (dir / "ck" / "checkpoint_last.pt").string() +
+                    " --beam 2 --nbest 2 --input " + (dir / "test.en").string(),
+                dir);
+  ASSERT_EQ(nb.code, 0) << nb.err;
+  EXPECT_EQ(std::count(nb.out.begin(), nb.out.end(), '\n'), 20);
+  EXPECT_NE(nb.out.find("0 ||| "), std::string::npos);
+}
+
+TEST(Cli, BadInputGivesOneClearErrorLine) {
+  auto dir = thor::testing::temp_dir("cli_errors");
+  thor::testing::write_file(dir / "train.en", {"a", "b"});
+  thor::testing::write_file(dir / "train.de", {"a"});
+  auto r = run("prepare -s en -t de --trainpref " + (dir / "train").string() + " --validpref " +
+                   (dir / "train").string() + " --destdir " + (dir / "data").string(),
+               dir);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("thor: error: line counts differ: " + (dir / "train.en").string() + " has 2 lines"),
+            std::string::npos)
+      << r.err;
+  auto m = run("translate --model " + (dir / "nope.pt").string(), dir);
+  EXPECT_EQ(m.code, 1);
+  EXPECT_NE(m.err.find("nope.pt: no such checkpoint"), std::string::npos) << m.err;
+  auto s = run("score " + (dir / "train.en").string() + " -i " + (dir / "train.de").string(), dir);
+  EXPECT_EQ(s.code, 1);
+  EXPECT_NE(s.err.find("has 1 lines but"), std::string::npos) << s.err;
+  auto u = run("train " + (dir / "data").string() + " --arch nosuch", dir);
+  EXPECT_NE(u.code, 0);
+  EXPECT_NE(u.err.find("--arch: unknown architecture 'nosuch'"), std::string::npos) << u.err;
+}
+
+}  // namespace

@@ -1,0 +1,126 @@
+// Beam search against a scripted fake decoder whose next-token probabilities depend only
+// on the prefix, so every hypothesis and score below is computed by hand.
+#include <cmath>
+#include <map>
+
+#include <gtest/gtest.h>
+
+#include "thor/common/error.h"
+#include "thor/decode/search.h"
+
+namespace {
+
+constexpr int64_t kPad = 0, kBos = 2, kEos = 3, kA = 4, kB = 5, kV = 6;
+
+// Table per sentence: prefix ("" / "a" / "ab" ...) -> {p(eos), p(a), p(b)}.
+using Table = std::map<std::string, std::array<double, 3>>;
+
+class ScriptedModel : public thor::StepModel {
+ public:
+  explicit ScriptedModel(std::vector<Table> tables) : tables_(std::move(tables)) {}
+  thor::DecoderState start(const torch::Tensor& src) override {
+    // Sentence id travels in the state so beam reordering is exercised for real.
+    return {{"sent", src.select(1, 0).clone()}, {"hist", torch::zeros({src.size(0), 0}, torch::kLong)}};
+  }
+  torch::Tensor step(const torch::Tensor& last, int64_t t, thor::DecoderState& st) override {
+    if (t > 0) st["hist"] = torch::cat({st["hist"], last.view({-1, 1})}, 1);
+    auto N = last.size(0);
+    auto out = torch::full({N, kV}, -std::numeric_limits<float>::infinity());
+    for (int64_t r = 0; r < N; ++r) {
+      std::string prefix;
+      for (int64_t k = 0; k < st["hist"].size(1); ++k) prefix += st["hist"][r][k].item<int64_t>() == kA ? "a" : "b";
+      const auto& table = tables_.at(st["sent"][r].item<int64_t>() - 10);
+      auto it = table.find(prefix);
+      std::array<double, 3> p = it == table.end() ? std::array<double, 3>{1, 0, 0} : it->second;
+      out[r][kEos] = std::log(p[0]);
+      out[r][kA] = std::log(p[1]);
+      out[r][kB] = std::log(p[2]);
+    }
+    return out;
+  }
+
+ private:
+  std::vector<Table> tables_;
+};
+
+// Sentence 0 prefers a short output; sentence 1 a longer one (eos only wins at step 2).
+const Table kShort = {{"", {0.1, 0.6, 0.3}}, {"a", {0.5, 0.1, 0.4}}, {"b", {0.9, 0.05, 0.05}}};
+const Table kLong = {{"", {0.1, 0.5, 0.4}}, {"a", {0.2, 0.7, 0.1}}, {"b", {0.3, 0.6, 0.1}}};
+
+torch::Tensor two_sources() {
+  // Sentence ids 10 and 11 in the first column; sentence 1 is padded.
+  return torch::tensor(std::vector<int64_t>{10, 7, 7, kEos, 11, 7, kEos, kPad}).view({2, 4});
+}
+
+thor::SearchOptions opts(int64_t beam, double lenpen = 1.0) {
+  thor::SearchOptions o;
+  o.beam = beam;
+  o.nbest = beam;
+  o.lenpen = lenpen;
+  o.max_len_a = 0;
+  o.max_len_b = 10;
+  o.pad = kPad, o.bos = kBos, o.eos = kEos;
+  return o;
+}
+
+TEST(BeamSearch, ExactHypothesesAndScoresBeam2) {
+  ScriptedModel m({kShort, kLong});
+  auto out = thor::beam_search(m, two_sources(), opts(2));
+  ASSERT_EQ(out.size(), 2u);
+  ASSERT_EQ(out[0].size(), 2u);
+  // Sentence 0, step 1: "a eos" = .6*.5 = .30 and "b eos" = .3*.9 = .27 both rank < beam.
+  EXPECT_EQ(out[0][0].tokens, (std::vector<int64_t>{kA, kEos}));
+  EXPECT_NEAR(out[0][0].score, std::log(0.30) / 2, 1e-6);
+  EXPECT_EQ(out[0][1].tokens, (std::vector<int64_t>{kB, kEos}));
+  EXPECT_NEAR(out[0][1].score, std::log(0.27) / 2, 1e-6);
+  // Sentence 1: at step 1 "aa" (.35) and "ba" (.24) outrank both eos candidates (.12, .10),
+  // so eos is taken only at step 2.
+  ASSERT_EQ(out[1].size(), 2u);
+  EXPECT_EQ(out[1][0].tokens, (std::vector<int64_t>{kA, kA, kEos}));
+  EXPECT_NEAR(out[1][0].score, std::log(0.35) / 3, 1e-6);
+  EXPECT_EQ(out[1][1].tokens, (std::vector<int64_t>{kB, kA, kEos}));
+  EXPECT_NEAR(out[1][1].score, std::log(0.24) / 3, 1e-6);
+  // Positional scores add up to the unnormalised score.
+  double sum = 0;
+  for (float p : out[1][1].positional_scores) sum += p;
+  EXPECT_NEAR(sum, std::log(0.24), 1e-5);
+}
+
+TEST(BeamSearch, LengthPenaltyZeroRanksByTotalLogProb) {
+  ScriptedModel m({kShort, kLong});
+  auto out = thor::beam_search(m, two_sources(), opts(2, 0.0));
+  EXPECT_NEAR(out[0][0].score, std::log(0.30), 1e-6);
+  EXPECT_NEAR(out[1][0].score, std::log(0.35), 1e-6);
+}
+
+TEST(BeamSearch, BeamOneIsGreedy) {
+  ScriptedModel m({kShort, kLong});
+  auto o = opts(1);
+  auto out = thor::beam_search(m, two_sources(), o);
+  ASSERT_EQ(out[0].size(), 1u);
+  EXPECT_EQ(out[0][0].tokens, (std::vector<int64_t>{kA, kEos}));  // a (.6), then eos (.5)
+  EXPECT_NEAR(out[0][0].score, std::log(0.30) / 2, 1e-6);
+  EXPECT_EQ(out[1][0].tokens, (std::vector<int64_t>{kA, kA, kEos}));  // a, a (.7), eos
+  EXPECT_NEAR(out[1][0].score, std::log(0.35) / 3, 1e-6);
+}
+
+TEST(BeamSearch, MaxLengthForcesEos) {
+  ScriptedModel m({kShort, kLong});
+  auto o = opts(2);
+  o.max_len_b = 1;  // one token, then eos
+  auto out = thor::beam_search(m, two_sources(), o);
+  // Sentence 1 at step 1 may only end: "b eos" = .4*.3 = .12 beats "a eos" = .5*.2 = .10.
+  EXPECT_EQ(out[1][0].tokens, (std::vector<int64_t>{kB, kEos}));
+  EXPECT_NEAR(out[1][0].score, std::log(0.12) / 2, 1e-6);
+  EXPECT_EQ(out[1][1].tokens, (std::vector<int64_t>{kA, kEos}));
+  EXPECT_NEAR(out[1][1].score, std::log(0.10) / 2, 1e-6);
+}
+
+TEST(BeamSearch, NbestMustFitBeam) {
+  ScriptedModel m({kShort, kLong});
+  auto o = opts(2);
+  o.nbest = 3;
+  EXPECT_THROW(thor::beam_search(m, two_sources(), o), thor::Error);
+}
+
+}  // namespace
