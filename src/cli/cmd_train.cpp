@@ -28,6 +28,24 @@ void add_train(CLI::App& app, Common& common) {
   g->add_flag("--share-all-embeddings", m.share_all_embeddings, "encoder, decoder and output share one embedding");
   g->add_flag("--share-decoder-input-output-embed", m.share_decoder_input_output_embed, "decoder input and output share one embedding");
   g->add_option("--max-positions", m.max_positions, "longest sequence the model accepts")->capture_default_str();
+  // Experts (THOR and the gated MoE baselines).
+  auto* x = cmd->add_option_group("experts");
+  x->add_option("--num-experts", m.num_experts, "experts per expert layer (1 = dense)")->capture_default_str();
+  x->add_option("--expert-layers", m.expert_layers, "layers with experts: even (index % 2 == 0), odd, all")
+      ->check(CLI::IsMember({"even", "odd", "all"}))->capture_default_str();
+  x->add_option("--router", m.router, "thor | random | switch | gshard | hash | alf")->capture_default_str();
+  x->add_option("--route-level", m.route_level, "thor/random draws: batch | sentence | token")
+      ->check(CLI::IsMember({"batch", "sentence", "token"}))->capture_default_str();
+  x->add_option("--consistency-alpha", o.consistency_alpha, "thor: weight of the consistency loss")->capture_default_str();
+  x->add_option("--capacity-factor", m.capacity_factor, "switch/gshard capacity in training (0 = none)")->capture_default_str();
+  x->add_option("--eval-capacity-factor", m.eval_capacity_factor, "switch/gshard capacity in evaluation")->capture_default_str();
+  x->add_option("--balance-alpha", m.balance_alpha, "load-balancing loss coefficient")->capture_default_str();
+  x->add_option("--router-z-loss", m.router_z_loss, "router z-loss coefficient (0 = off)")->capture_default_str();
+  x->add_option("--second-expert-policy", m.second_expert_policy, "gshard: all | random | threshold")
+      ->check(CLI::IsMember({"all", "random", "threshold"}))->capture_default_str();
+  x->add_option("--hash-seed", m.hash_seed, "hash router: seed of the token -> expert table")->capture_default_str();
+  x->add_option("--alf-update-rate", m.alf_update_rate, "alf: bias update step u")->capture_default_str();
+  x->add_option("--alf-top-k", m.alf_top_k, "alf: experts per token")->capture_default_str();
   // Optimisation.
   cmd->add_option("--save-dir", o.save_dir, "checkpoint directory")->capture_default_str();
   cmd->add_option("--device", o.device, "auto, cpu or cuda[:N]")->capture_default_str();
@@ -75,6 +93,18 @@ void add_train(CLI::App& app, Common& common) {
     cfg.share_all_embeddings = m.share_all_embeddings;
     cfg.share_decoder_input_output_embed = m.share_decoder_input_output_embed;
     cfg.max_positions = m.max_positions;
+    cfg.num_experts = m.num_experts;
+    cfg.expert_layers = m.expert_layers;
+    cfg.router = m.router;
+    cfg.route_level = m.route_level;
+    cfg.capacity_factor = m.capacity_factor;
+    cfg.eval_capacity_factor = m.eval_capacity_factor;
+    cfg.balance_alpha = m.balance_alpha;
+    cfg.router_z_loss = m.router_z_loss;
+    cfg.second_expert_policy = m.second_expert_policy;
+    cfg.hash_seed = m.hash_seed;
+    cfg.alf_update_rate = m.alf_update_rate;
+    cfg.alf_top_k = m.alf_top_k;
     o.max_time_s = max_time_min * 60.0;
     train(o, cfg);
   });

@@ -27,11 +27,25 @@ void add_translate(CLI::App& app, Common& common) {
   cmd->add_option("--nbest", o.search.nbest, "hypotheses per sentence (> 1: 'i ||| text ||| score')")->capture_default_str();
   cmd->add_option("--batch-size", o.batch_size, "sentences per batch")->capture_default_str();
   cmd->add_option("--device", device, "auto, cpu or cuda[:N]")->capture_default_str();
+  static std::string expert_select = "sentence";
+  static uint64_t seed = 1;
+  cmd->add_option("--expert-select", expert_select,
+                  "stochastic experts: sentence (one draw per sentence, kept through decoding), token, "
+                  "fixed:K, ensemble (average all experts), merge (average expert weights)")
+      ->capture_default_str();
+  cmd->add_option("--seed", seed, "seed for random expert draws")->capture_default_str();
   cmd->callback([&common] {
     apply_common(common);
     if (o.batch_size < 1) throw Error("--batch-size must be >= 1");
     auto dev = runtime::parse_device(device);
+    int64_t fixed = 0;
+    auto select = parse_expert_select(expert_select, &fixed);
+    torch::manual_seed(seed);
     auto lm = load_model(model_path, dev);
+    if (select == ExpertSelect::Fixed && fixed >= lm.config.num_experts && lm.config.num_experts > 1)
+      throw Error("--expert-select fixed:" + std::to_string(fixed) + ": the model has " +
+                  std::to_string(lm.config.num_experts) + " experts");
+    lm.model->set_expert_select(select, fixed);
     auto lines = read_lines(input.empty() ? "/dev/stdin" : input);
     THOR_LOG("translate") << lines.size() << " sentences, beam " << o.search.beam << ", " << dev;
     auto out = translate_lines(lm.model, lm.vocab, lines, o, dev);

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   thor::cli::add_train(app, common);
   thor::cli::add_translate(app, common);
   thor::cli::add_score(app, common);
+  thor::cli::add_export(app, common);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

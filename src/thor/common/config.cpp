@@ -12,7 +12,9 @@ namespace thor {
   X(arch) X(vocab_size) X(pad_id) X(unk_id) X(bos_id) X(eos_id) X(d_model) X(ffn_dim)    \
   X(heads) X(encoder_layers) X(decoder_layers) X(dropout) X(attention_dropout)           \
   X(activation_dropout) X(pre_norm) X(share_all_embeddings)                              \
-  X(share_decoder_input_output_embed) X(max_positions) X(num_experts)
+  X(share_decoder_input_output_embed) X(max_positions) X(num_experts) X(expert_layers) X(router)  \
+  X(route_level) X(capacity_factor) X(eval_capacity_factor) X(balance_alpha) X(router_z_loss)    \
+  X(second_expert_policy) X(hash_seed) X(alf_update_rate) X(alf_top_k)
 
 void to_json(nlohmann::json& j, const ModelConfig& c) {
 #define X(f) j[#f] = c.f;
@@ -41,6 +43,15 @@ void ModelConfig::validate() const {
   need(activation_dropout >= 0 && activation_dropout < 1, "--activation-dropout must be in [0, 1)");
   need(num_experts >= 1, "--num-experts must be >= 1");
   need(vocab_size > 4, "vocabulary size must be > 4");
+  need(expert_layers == "even" || expert_layers == "odd" || expert_layers == "all",
+       "--expert-layers must be even, odd or all");
+  need(capacity_factor >= 0 && eval_capacity_factor >= 0, "--capacity-factor must be >= 0");
+}
+
+bool ModelConfig::has_experts(int64_t i) const {
+  if (num_experts <= 1) return false;
+  if (expert_layers == "all") return true;
+  return expert_layers == "even" ? i % 2 == 0 : i % 2 == 1;
 }
 
 namespace {

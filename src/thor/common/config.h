@@ -28,6 +28,19 @@ struct ModelConfig {
   int64_t max_positions = 1024;
   // Experts (THOR / MoE). num_experts == 1 is the dense Transformer.
   int64_t num_experts = 1;
+  std::string expert_layers = "even";   // even | odd | all: which layer indices get experts
+  std::string router = "thor";          // thor | random | switch | gshard | hash | alf
+  std::string route_level = "batch";    // thor/random training draws: batch | sentence | token
+  double capacity_factor = 1.0;         // switch/gshard, training (0 = no capacity limit)
+  double eval_capacity_factor = 2.0;    // switch/gshard, evaluation and decoding
+  double balance_alpha = 0.01;          // load-balancing loss coefficient
+  double router_z_loss = 1e-3;          // router z-loss coefficient (0 = off)
+  std::string second_expert_policy = "random";  // gshard: all | random | threshold
+  int64_t hash_seed = 1;
+  double alf_update_rate = 1e-3;        // alf: bias step u
+  int64_t alf_top_k = 1;
+
+  bool has_experts(int64_t layer_index) const;  // expert FFN at this layer index?
 
   void validate() const;  // throws thor::Error naming the offending option
 };

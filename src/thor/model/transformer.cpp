@@ -18,54 +18,39 @@ torch::Tensor sinusoidal_positions(int64_t n, int64_t dim) {
 }
 
 namespace {
-torch::nn::Linear linear(int64_t in, int64_t out) {
-  torch::nn::Linear l(in, out);
-  torch::nn::init::xavier_uniform_(l->weight);
-  torch::nn::init::zeros_(l->bias);
-  return l;
-}
 torch::nn::LayerNorm layer_norm(int64_t dim) {
   return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}));
 }
 }  // namespace
 
-FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t ffn_dim, double activation_dropout)
-    : activation_dropout_(activation_dropout) {
-  fc1 = register_module("fc1", linear(dim, ffn_dim));
-  fc2 = register_module("fc2", linear(ffn_dim, dim));
-}
-
-torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
-  auto h = torch::relu(fc1(x));
-  h = torch::dropout(h, activation_dropout_, is_training());
-  return fc2(h);
-}
-
-EncoderLayerImpl::EncoderLayerImpl(const ModelConfig& c) : dropout_(c.dropout), pre_norm_(c.pre_norm) {
+EncoderLayerImpl::EncoderLayerImpl(const ModelConfig& c, int64_t experts, int64_t moe_index)
+    : dropout_(c.dropout), pre_norm_(c.pre_norm) {
   self_attn = register_module("self_attn", MultiheadAttention(c.d_model, c.heads, c.attention_dropout));
   self_attn_layer_norm = register_module("self_attn_layer_norm", layer_norm(c.d_model));
-  ffn = register_module("ffn", FeedForward(c.d_model, c.ffn_dim, c.activation_dropout));
+  ffn = register_module("ffn", ExpertFFN(c, experts, moe_index));
   final_layer_norm = register_module("final_layer_norm", layer_norm(c.d_model));
 }
 
-torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x_in, const torch::Tensor& pad_mask) {
+torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x_in, const torch::Tensor& pad_mask,
+                                        const torch::Tensor& tokens, const RoutingContext& ctx) {
   auto x = x_in;
   auto h = pre_norm_ ? self_attn_layer_norm(x) : x;
   h = self_attn(h, h, pad_mask, /*causal=*/false);
   x = x + torch::dropout(h, dropout_, is_training());
   if (!pre_norm_) x = self_attn_layer_norm(x);
   h = pre_norm_ ? final_layer_norm(x) : x;
-  x = x + torch::dropout(ffn(h), dropout_, is_training());
+  x = x + torch::dropout(ffn(h, tokens, ctx), dropout_, is_training());
   if (!pre_norm_) x = final_layer_norm(x);
   return x;
 }
 
-DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) : dropout_(c.dropout), pre_norm_(c.pre_norm) {
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t experts, int64_t moe_index)
+    : dropout_(c.dropout), pre_norm_(c.pre_norm) {
   self_attn = register_module("self_attn", MultiheadAttention(c.d_model, c.heads, c.attention_dropout));
   self_attn_layer_norm = register_module("self_attn_layer_norm", layer_norm(c.d_model));
   encoder_attn = register_module("encoder_attn", MultiheadAttention(c.d_model, c.heads, c.attention_dropout));
   encoder_attn_layer_norm = register_module("encoder_attn_layer_norm", layer_norm(c.d_model));
-  ffn = register_module("ffn", FeedForward(c.d_model, c.ffn_dim, c.activation_dropout));
+  ffn = register_module("ffn", ExpertFFN(c, experts, moe_index));
   final_layer_norm = register_module("final_layer_norm", layer_norm(c.d_model));
 }
 
@@ -75,24 +60,27 @@ torch::Tensor DecoderLayerImpl::residual(const torch::Tensor& x, const torch::Te
   return pre_norm_ ? out : ln(out);
 }
 
-torch::Tensor DecoderLayerImpl::ffn_block(const torch::Tensor& x) {
+torch::Tensor DecoderLayerImpl::ffn_block(const torch::Tensor& x, const torch::Tensor& tokens,
+                                          const RoutingContext& ctx) {
   auto h = pre_norm_ ? final_layer_norm(x) : x;
-  return residual(x, ffn(h), final_layer_norm);
+  return residual(x, ffn(h, tokens, ctx), final_layer_norm);
 }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x_in, const torch::Tensor& enc,
-                                        const torch::Tensor& enc_pad_mask) {
+                                        const torch::Tensor& enc_pad_mask, const torch::Tensor& tokens,
+                                        const RoutingContext& ctx) {
   auto x = x_in;
   auto h = pre_norm_ ? self_attn_layer_norm(x) : x;
   x = residual(x, self_attn(h, h, torch::Tensor(), /*causal=*/true), self_attn_layer_norm);
   h = pre_norm_ ? encoder_attn_layer_norm(x) : x;
   x = residual(x, encoder_attn(h, enc, enc_pad_mask, false), encoder_attn_layer_norm);
-  return ffn_block(x);
+  return ffn_block(x, tokens, ctx);
 }
 
 torch::Tensor DecoderLayerImpl::step(const torch::Tensor& x_in, torch::Tensor& self_k,
                                      torch::Tensor& self_v, const torch::Tensor& enc_k,
-                                     const torch::Tensor& enc_v, const torch::Tensor& enc_pad_mask) {
+                                     const torch::Tensor& enc_v, const torch::Tensor& enc_pad_mask,
+                                     const torch::Tensor& tokens, const RoutingContext& ctx) {
   auto x = x_in;  // [N, 1, C]
   auto h = pre_norm_ ? self_attn_layer_norm(x) : x;
   auto [k, v] = self_attn->project_kv(h);  // [N, H, 1, Dh]
@@ -101,7 +89,7 @@ torch::Tensor DecoderLayerImpl::step(const torch::Tensor& x_in, torch::Tensor& s
   x = residual(x, self_attn->attend(h, self_k, self_v, torch::Tensor(), false), self_attn_layer_norm);
   h = pre_norm_ ? encoder_attn_layer_norm(x) : x;
   x = residual(x, encoder_attn->attend(h, enc_k, enc_v, enc_pad_mask, false), encoder_attn_layer_norm);
-  return ffn_block(x);
+  return ffn_block(x, tokens, ctx);
 }
 
 TransformerImpl::TransformerImpl(const ModelConfig& c) : cfg_(c) {
@@ -124,9 +112,16 @@ TransformerImpl::TransformerImpl(const ModelConfig& c) : cfg_(c) {
         torch::randn({c.vocab_size, c.d_model}) * std::pow(static_cast<double>(c.d_model), -0.5));
   }
   encoder_layers = register_module("encoder_layers", torch::nn::ModuleList());
-  for (int64_t i = 0; i < c.encoder_layers; ++i) encoder_layers->push_back(EncoderLayer(c));
+  for (int64_t i = 0; i < c.encoder_layers; ++i) {
+    bool moe = c.has_experts(i);
+    encoder_layers->push_back(EncoderLayer(c, moe ? c.num_experts : 1, moe ? num_expert_layers_++ : -1));
+  }
   decoder_layers = register_module("decoder_layers", torch::nn::ModuleList());
-  for (int64_t i = 0; i < c.decoder_layers; ++i) decoder_layers->push_back(DecoderLayer(c));
+  for (int64_t i = 0; i < c.decoder_layers; ++i) {
+    bool moe = c.has_experts(i);
+    decoder_layers->push_back(DecoderLayer(c, moe ? c.num_experts : 1, moe ? num_expert_layers_++ : -1));
+  }
+  for (auto& l : expert_layers()) stochastic_experts_ = stochastic_experts_ || l->stochastic();
   if (c.pre_norm) {
     encoder_norm = register_module("encoder_norm", layer_norm(c.d_model));
     decoder_norm = register_module("decoder_norm", layer_norm(c.d_model));
@@ -151,7 +146,7 @@ torch::Tensor TransformerImpl::project(const torch::Tensor& h) {
 torch::Tensor TransformerImpl::encode(const torch::Tensor& src) {
   auto pad_mask = src.eq(cfg_.pad_id);  // [B, S]
   auto x = embed(encoder_embed, src, 0);
-  for (auto& m : *encoder_layers) x = m->as<EncoderLayerImpl>()->forward(x, pad_mask);
+  for (auto& m : *encoder_layers) x = m->as<EncoderLayerImpl>()->forward(x, pad_mask, src, ctx_);
   if (encoder_norm) x = encoder_norm(x);
   return x;
 }
@@ -159,7 +154,7 @@ torch::Tensor TransformerImpl::encode(const torch::Tensor& src) {
 torch::Tensor TransformerImpl::decode(const torch::Tensor& tgt_in, const torch::Tensor& enc,
                                       const torch::Tensor& src_pad_mask) {
   auto x = embed(decoder_embed, tgt_in, 0);
-  for (auto& m : *decoder_layers) x = m->as<DecoderLayerImpl>()->forward(x, enc, src_pad_mask);
+  for (auto& m : *decoder_layers) x = m->as<DecoderLayerImpl>()->forward(x, enc, src_pad_mask, tgt_in, ctx_);
   if (decoder_norm) x = decoder_norm(x);
   return project(x);
 }
@@ -169,9 +164,42 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& src, const torch::Te
   return decode(tgt_in, enc, src.eq(cfg_.pad_id));
 }
 
+void TransformerImpl::set_expert_select(ExpertSelect select, int64_t fixed_expert) {
+  ctx_.select = select;
+  ctx_.fixed_expert = fixed_expert;
+}
+
+std::vector<ExpertFFN> TransformerImpl::expert_layers() const {
+  std::vector<ExpertFFN> out;
+  for (auto& m : *encoder_layers)
+    if (auto f = m->as<EncoderLayerImpl>()->ffn; f->experts() > 1) out.push_back(f);
+  for (auto& m : *decoder_layers)
+    if (auto f = m->as<DecoderLayerImpl>()->ffn; f->experts() > 1) out.push_back(f);
+  return out;
+}
+
+std::vector<std::string> TransformerImpl::expert_layer_names() const {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < encoder_layers->size(); ++i)
+    if (cfg_.has_experts(static_cast<int64_t>(i))) out.push_back("encoder." + std::to_string(i));
+  for (size_t i = 0; i < decoder_layers->size(); ++i)
+    if (cfg_.has_experts(static_cast<int64_t>(i))) out.push_back("decoder." + std::to_string(i));
+  return out;
+}
+
 DecoderState TransformerImpl::init_state(const torch::Tensor& src) {
   DecoderState st;
+  // Sentence-level stochastic experts: one draw per sentence and expert layer, kept in the
+  // state so every decoding step and every beam of that sentence uses the same experts
+  // (the official THOR code redraws at every step).
+  ctx_.row_experts = torch::Tensor();
+  if (stochastic_experts_ && !is_training() && ctx_.select == ExpertSelect::Sentence) {
+    ctx_.row_experts = torch::randint(cfg_.num_experts, {src.size(0), num_expert_layers_},
+                                      torch::TensorOptions().dtype(torch::kLong).device(src.device()));
+    st["row_experts"] = ctx_.row_experts;
+  }
   auto enc = encode(src);
+  ctx_.row_experts = torch::Tensor();
   st["src_pad_mask"] = src.eq(cfg_.pad_id);
   for (size_t i = 0; i < decoder_layers->size(); ++i) {
     auto layer = decoder_layers[i]->as<DecoderLayerImpl>();
@@ -185,15 +213,18 @@ DecoderState TransformerImpl::init_state(const torch::Tensor& src) {
 torch::Tensor TransformerImpl::step(const torch::Tensor& last, int64_t step, DecoderState& st) {
   auto x = embed(decoder_embed, last.view({-1, 1}), step);  // [N, 1, C]
   const auto& mask = st.at("src_pad_mask");
+  auto tokens = last.view({-1, 1});
+  if (auto it = st.find("row_experts"); it != st.end()) ctx_.row_experts = it->second;
   for (size_t i = 0; i < decoder_layers->size(); ++i) {
     auto id = std::to_string(i);
     auto layer = decoder_layers[i]->as<DecoderLayerImpl>();
     torch::Tensor sk, sv;
     if (auto it = st.find("self_k." + id); it != st.end()) sk = it->second, sv = st.at("self_v." + id);
-    x = layer->step(x, sk, sv, st.at("enc_k." + id), st.at("enc_v." + id), mask);
+    x = layer->step(x, sk, sv, st.at("enc_k." + id), st.at("enc_v." + id), mask, tokens, ctx_);
     st["self_k." + id] = sk;
     st["self_v." + id] = sv;
   }
+  ctx_.row_experts = torch::Tensor();
   if (decoder_norm) x = decoder_norm(x);
   return project(x.squeeze(1));  // [N, V]
 }

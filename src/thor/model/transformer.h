@@ -1,33 +1,26 @@
 // Encoder-decoder Transformer, fairseq-equivalent: post-norm by default (pre-norm
 // option), sinusoidal positions, scaled embeddings, optional shared embeddings.
-// The feed-forward block is its own module so expert layers (THOR, MoE) slot in there.
+// Every feed-forward block is an ExpertFFN: one expert (dense) or E experts with a router
+// at the layers ModelConfig::has_experts selects (THOR: index % 2 == 0).
 #pragma once
 #include <torch/torch.h>
 
 #include "thor/common/config.h"
 #include "thor/model/attention.h"
 #include "thor/model/state.h"
+#include "thor/moe/expert_ffn.h"
 
 namespace thor {
 
-class FeedForwardImpl : public torch::nn::Module {
- public:
-  FeedForwardImpl(int64_t dim, int64_t ffn_dim, double activation_dropout);
-  torch::Tensor forward(const torch::Tensor& x);  // [.., C] -> [.., C]
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
-
- private:
-  double activation_dropout_;
-};
-TORCH_MODULE(FeedForward);
-
 class EncoderLayerImpl : public torch::nn::Module {
  public:
-  explicit EncoderLayerImpl(const ModelConfig& c);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& pad_mask);  // [B,S,C]
+  EncoderLayerImpl(const ModelConfig& c, int64_t experts, int64_t moe_index);
+  // x [B,S,C]; tokens [B,S] (for routing)
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& pad_mask, const torch::Tensor& tokens,
+                        const RoutingContext& ctx);
   MultiheadAttention self_attn{nullptr};
   torch::nn::LayerNorm self_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
-  FeedForward ffn{nullptr};
+  ExpertFFN ffn{nullptr};
 
  private:
   double dropout_;
@@ -37,22 +30,24 @@ TORCH_MODULE(EncoderLayer);
 
 class DecoderLayerImpl : public torch::nn::Module {
  public:
-  explicit DecoderLayerImpl(const ModelConfig& c);
-  // Full (teacher-forced) pass: x [B,T,C], enc [B,S,C].
+  DecoderLayerImpl(const ModelConfig& c, int64_t experts, int64_t moe_index);
+  // Full (teacher-forced) pass: x [B,T,C], enc [B,S,C], tokens [B,T] decoder inputs.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& enc,
-                        const torch::Tensor& enc_pad_mask);
+                        const torch::Tensor& enc_pad_mask, const torch::Tensor& tokens,
+                        const RoutingContext& ctx);
   // One step: x [N,1,C]; self_k/self_v [N,H,t,Dh] grow by one; enc_k/enc_v [N,H,S,Dh].
   torch::Tensor step(const torch::Tensor& x, torch::Tensor& self_k, torch::Tensor& self_v,
                      const torch::Tensor& enc_k, const torch::Tensor& enc_v,
-                     const torch::Tensor& enc_pad_mask);
+                     const torch::Tensor& enc_pad_mask, const torch::Tensor& tokens,
+                     const RoutingContext& ctx);
   MultiheadAttention self_attn{nullptr}, encoder_attn{nullptr};
   torch::nn::LayerNorm self_attn_layer_norm{nullptr}, encoder_attn_layer_norm{nullptr},
       final_layer_norm{nullptr};
-  FeedForward ffn{nullptr};
+  ExpertFFN ffn{nullptr};
 
  private:
   torch::Tensor residual(const torch::Tensor& x, const torch::Tensor& y, torch::nn::LayerNorm& ln);
-  torch::Tensor ffn_block(const torch::Tensor& x);
+  torch::Tensor ffn_block(const torch::Tensor& x, const torch::Tensor& tokens, const RoutingContext& ctx);
   double dropout_;
   bool pre_norm_;
 };
@@ -77,6 +72,14 @@ class TransformerImpl : public torch::nn::Module {
 
   const ModelConfig& config() const { return cfg_; }
 
+  // Expert routing for the next calls: rows form `groups` equal groups with their own
+  // draws (THOR's stacked passes); `select` is the inference policy of stochastic experts.
+  void set_groups(int64_t groups) { ctx_.groups = groups; }
+  void set_expert_select(ExpertSelect select, int64_t fixed_expert = 0);
+  // Expert layers in order (encoder, then decoder); empty for a dense model.
+  std::vector<ExpertFFN> expert_layers() const;
+  std::vector<std::string> expert_layer_names() const;
+
   torch::nn::Embedding encoder_embed{nullptr}, decoder_embed{nullptr};
   torch::Tensor output_projection;  // [V, C]; aliases decoder_embed->weight when shared
   torch::nn::ModuleList encoder_layers{nullptr}, decoder_layers{nullptr};
@@ -86,6 +89,9 @@ class TransformerImpl : public torch::nn::Module {
   torch::Tensor embed(torch::nn::Embedding& emb, const torch::Tensor& tokens, int64_t offset);
   torch::Tensor project(const torch::Tensor& h);  // [.., C] -> [.., V]
   ModelConfig cfg_;
+  RoutingContext ctx_;
+  int64_t num_expert_layers_ = 0;
+  bool stochastic_experts_ = false;
   torch::Tensor positions_;  // [max_positions + 1, C] sinusoids (buffer)
 };
 TORCH_MODULE(Transformer);

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <numeric>
 #include <random>
+#include <sstream>
 
 #include "thor/common/error.h"
 #include "thor/common/log.h"
@@ -35,7 +36,7 @@ void to_json(nlohmann::json& j, const TrainOptions& o) {
        {"weight_decay", o.weight_decay}, {"clip_norm", o.clip_norm},
        {"label_smoothing", o.label_smoothing}, {"max_update", o.max_update},
        {"max_epoch", o.max_epoch}, {"max_time_s", o.max_time_s}, {"seed", o.seed},
-       {"eval_beam", o.eval_beam}, {"eval_lenpen", o.eval_lenpen}};
+       {"eval_beam", o.eval_beam}, {"eval_lenpen", o.eval_lenpen}, {"consistency_alpha", o.consistency_alpha}};
 }
 
 namespace {
@@ -122,6 +123,12 @@ class Trainer {
                       << " ffn=" << cfg.ffn_dim << " layers=" << cfg.encoder_layers << "+"
                       << cfg.decoder_layers << " on " << device_ << ", " << at::get_num_threads()
                       << " threads";
+    auto experts = model_->expert_layers();
+    two_pass_ = !experts.empty() && experts.front()->router->two_pass();
+    if (!experts.empty())
+      THOR_LOG("train") << experts.size() << " expert layers x " << cfg.num_experts << " experts, router "
+                        << cfg.router << (two_pass_ ? " (two stochastic passes + consistency)" : "");
+    stats_.reset(experts.size(), cfg.num_experts);
     THOR_LOG("train") << train_.size() << " training pairs in " << batches_.size()
                       << " batches of <= " << opt.max_tokens << " tokens, update-freq " << opt.update_freq;
     log_.open((fs::path(opt.save_dir) / "train_log.jsonl").string(), std::ios::app);
@@ -175,6 +182,7 @@ class Trainer {
                               {"ppl", std::pow(2.0, int_nll / int_tokens / kLn2)},
                               {"lr", sched_.at(pos_.num_updates - 1)}, {"gnorm", int_gnorm / int_updates},
                               {"tgt_tok_s", int_tokens / secs}, {"elapsed_s", elapsed()}};
+          stats_.add_to(j, model_->expert_layer_names(), int_tokens);
           write_log(j, tty);
           interval_start = Clock::now();
           int_loss = int_nll = int_gnorm = 0, int_tokens = int_updates = 0;
@@ -207,15 +215,56 @@ class Trainer {
   }
 
  private:
+  // Forward + backward of one batch; returns the loss to report (CE, averaged over the
+  // two passes for THOR) and accumulates expert statistics.
+  std::pair<double, double> forward_backward(const Batch& b, int64_t ntok_update) {
+    const int64_t pad = model_->config().pad_id;
+    torch::Tensor loss;
+    double report_loss, report_nll;
+    if (two_pass_) {
+      // Both THOR passes in one forward: rows [0, B) and [B, 2B) draw their experts apart.
+      model_->set_groups(2);
+      auto logits = model_->forward(torch::cat({b.src, b.src}), torch::cat({b.tgt_in, b.tgt_in}));
+      model_->set_groups(1);
+      auto V = logits.size(-1);
+      auto lprobs = torch::log_softmax(logits.to(torch::kFloat), -1).view({2, -1, V});
+      auto target = b.tgt_out.reshape({-1});
+      auto ce1 = label_smoothed_nll_lprobs(lprobs[0], target, opt_.label_smoothing, pad);
+      auto ce2 = label_smoothed_nll_lprobs(lprobs[1], target, opt_.label_smoothing, pad);
+      auto cons = consistency_loss(lprobs[0], lprobs[1], target.ne(pad));
+      loss = ce1.loss + ce2.loss + opt_.consistency_alpha * cons;
+      report_loss = 0.5 * (ce1.loss.item<double>() + ce2.loss.item<double>());
+      report_nll = 0.5 * (ce1.nll.item<double>() + ce2.nll.item<double>());
+      stats_.consistency += cons.item<double>();
+    } else {
+      auto res = label_smoothed_nll(model_->forward(b.src, b.tgt_in), b.tgt_out, opt_.label_smoothing, pad);
+      loss = res.loss;
+      report_loss = res.loss.item<double>();
+      report_nll = res.nll.item<double>();
+    }
+    // Auxiliary router losses are per-batch means: weight them by the batch's tokens so the
+    // update's normalisation by its token count leaves their coefficients intact.
+    auto experts = model_->expert_layers();
+    for (size_t i = 0; i < experts.size(); ++i) {
+      auto& last = experts[i]->last;
+      for (auto& [name, value] : last.aux) {
+        loss = loss + value * static_cast<double>(b.ntokens);
+        stats_.aux[i][name] += value.item<double>();
+      }
+      if (last.share.defined()) stats_.share[i] += last.share;
+    }
+    ++stats_.batches;
+    (loss / static_cast<double>(ntok_update)).backward();
+    return {report_loss, report_nll};
+  }
+
   std::tuple<double, double, double> update(const std::vector<Batch>& group, int64_t ntok) {
     optim_->zero_grad();
     double loss_sum = 0, nll_sum = 0;
     for (const auto& b : group) {
-      auto logits = model_->forward(b.src, b.tgt_in);  // [B, T, V]
-      auto res = label_smoothed_nll(logits, b.tgt_out, opt_.label_smoothing, model_->config().pad_id);
-      (res.loss / static_cast<double>(ntok)).backward();
-      loss_sum += res.loss.item<double>();
-      nll_sum += res.nll.item<double>();
+      auto [l, n] = forward_backward(b, ntok);
+      loss_sum += l;
+      nll_sum += n;
     }
     double gnorm;
     if (opt_.clip_norm > 0) {
@@ -233,6 +282,7 @@ class Trainer {
       return {loss_sum, nll_sum, gnorm};
     }
     optim_->step(sched_.at(pos_.num_updates));
+    for (auto& l : model_->expert_layers()) l->router->after_update();
     return {loss_sum, nll_sum, gnorm};
   }
 
@@ -245,6 +295,14 @@ class Trainer {
 
   void validate_and_save(bool tty) {
     torch::NoGradGuard ng;
+    // Validation may draw random experts; it must not shift the training RNG stream, or a
+    // resumed run would diverge from an uninterrupted one.
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    torch::Tensor rng_state;
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      rng_state = gen.get_state();
+    }
     model_->eval();
     double loss = 0, nll = 0;
     int64_t ntok = 0;
@@ -277,12 +335,35 @@ class Trainer {
     if (improved) pos_.best = metric, pos_.has_best = true;
     j["best"] = pos_.best;
     if (tty) std::fprintf(stderr, "\n");
+    if (!model_->expert_layers().empty()) THOR_LOG("experts") << load_summary();
     log_ << j.dump() << '\n';
     log_.flush();
     THOR_LOG("valid") << j.dump();
     model_->train();
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(rng_state);
+    }
     save(last_path_);
     if (improved) save((fs::path(opt_.save_dir) / "checkpoint_best.pt").string());
+  }
+
+  // One line: each expert layer's token shares since the last log line.
+  std::string load_summary() const {
+    std::ostringstream os;
+    auto names = model_->expert_layer_names();
+    os << "load";
+    for (size_t i = 0; i < names.size(); ++i) {
+      os << " | " << names[i];
+      auto share = stats_.last_share.size() > i ? stats_.last_share[i] : torch::Tensor();
+      if (!share.defined()) continue;
+      for (int64_t e = 0; e < share.numel(); ++e) {
+        char buf[16];
+        std::snprintf(buf, sizeof buf, " %.2f", share[e].item<double>());
+        os << buf;
+      }
+    }
+    return os.str();
   }
 
   void save(const std::string& path) {
@@ -304,6 +385,40 @@ class Trainer {
   std::unique_ptr<Adam> optim_;
   InverseSqrtSchedule sched_;
   Position pos_;
+  bool two_pass_ = false;
+
+  // Expert statistics accumulated between two log lines.
+  struct ExpertStatsAcc {
+    std::vector<torch::Tensor> share, last_share;
+    std::vector<std::map<std::string, double>> aux;
+    double consistency = 0;
+    int64_t batches = 0;
+    int64_t experts = 0;
+    void reset(size_t layers, int64_t e) {
+      experts = e;
+      share.assign(layers, torch::zeros({e}));
+      aux.assign(layers, {});
+      consistency = 0;
+      batches = 0;
+    }
+    void add_to(nlohmann::json& j, const std::vector<std::string>& names, int64_t ntokens) {
+      if (share.empty()) return;
+      nlohmann::json layers = nlohmann::json::array();
+      last_share.clear();
+      for (size_t i = 0; i < share.size(); ++i) {
+        auto s = share[i] / std::max<int64_t>(1, batches);
+        last_share.push_back(s);
+        nlohmann::json l = {{"layer", names[i]}};
+        std::vector<double> v(s.data_ptr<float>(), s.data_ptr<float>() + s.numel());
+        l["share"] = v;
+        for (auto& [k, val] : aux[i]) l[k] = val / std::max<int64_t>(1, batches);
+        layers.push_back(l);
+      }
+      j["experts"] = layers;
+      j["consistency"] = consistency / std::max<int64_t>(1, ntokens);
+      reset(share.size(), experts);
+    }
+  } stats_;
   std::string last_path_;
   std::ofstream log_;
 };

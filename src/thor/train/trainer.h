@@ -1,6 +1,9 @@
 // The training loop: token-budget batches from length buckets, gradient accumulation
 // (--update-freq), label-smoothed CE, Adam + inverse-sqrt, clipping, validation (loss and
-// beam-search BLEU), checkpoints (last / best / every N) and exact resume.
+// beam-search BLEU), checkpoints (last / best / every N) and exact resume. With the THOR
+// router every batch runs once, stacked twice with independent expert draws per half
+// (the paper's two passes), with CE1 + CE2 + alpha * consistency; gated routers add their
+// auxiliary losses.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -19,6 +22,7 @@ struct TrainOptions {
   int64_t warmup_updates = 4000;
   double adam_beta1 = 0.9, adam_beta2 = 0.98, adam_eps = 1e-8, weight_decay = 0.0;
   double clip_norm = 0.0, label_smoothing = 0.1;
+  double consistency_alpha = 5.0;  // THOR router: weight of the consistency loss
   int64_t max_update = 0, max_epoch = 0;  // 0 = no limit
   double max_time_s = 0;                  // 0 = no limit
   int64_t log_interval = 50;

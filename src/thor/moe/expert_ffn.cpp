@@ -1,0 +1,146 @@
+// See expert_ffn.h.
+#include "thor/moe/expert_ffn.h"
+
+#include <cmath>
+
+#include "thor/common/error.h"
+#include "thor/moe/router_random.h"
+
+namespace thor {
+
+ExpertSelect parse_expert_select(const std::string& s, int64_t* fixed_k) {
+  if (s == "token") return ExpertSelect::Token;
+  if (s == "sentence") return ExpertSelect::Sentence;
+  if (s == "ensemble") return ExpertSelect::Ensemble;
+  if (s == "merge") return ExpertSelect::Merge;
+  if (s.rfind("fixed:", 0) == 0) {
+    try {
+      size_t used = 0;
+      int64_t k = std::stoll(s.substr(6), &used);
+      if (used == s.size() - 6 && k >= 0) {
+        if (fixed_k) *fixed_k = k;
+        return ExpertSelect::Fixed;
+      }
+    } catch (const std::exception&) {
+    }
+  }
+  throw Error("--expert-select: expected token, sentence, fixed:K, ensemble or merge, got '" + s + "'");
+}
+
+ExpertFFNImpl::ExpertFFNImpl(const ModelConfig& c, int64_t experts, int64_t moe_index)
+    : moe_index_(moe_index), pad_(c.pad_id), activation_dropout_(c.activation_dropout) {
+  const int64_t d = c.d_model, f = c.ffn_dim;
+  // fairseq's Linear init per expert: xavier_uniform weights, zero biases.
+  double a1 = std::sqrt(6.0 / static_cast<double>(d + f));
+  w1 = register_parameter("w1", torch::empty({experts, d, f}).uniform_(-a1, a1));
+  b1 = register_parameter("b1", torch::zeros({experts, f}));
+  w2 = register_parameter("w2", torch::empty({experts, f, d}).uniform_(-a1, a1));
+  b2 = register_parameter("b2", torch::zeros({experts, d}));
+  if (experts > 1) router = register_module("router", make_router(c));
+}
+
+torch::Tensor ExpertFFNImpl::expert_forward(const torch::Tensor& x2, int64_t e) {
+  torch::Tensor W1, B1, W2, B2;
+  if (e >= 0) {
+    W1 = w1[e], B1 = b1[e], W2 = w2[e], B2 = b2[e];
+  } else {  // merged: the average expert (THOR paper's "merge" inference)
+    W1 = w1.mean(0), B1 = b1.mean(0), W2 = w2.mean(0), B2 = b2.mean(0);
+  }
+  auto h = torch::relu(torch::addmm(B1, x2, W1));  // [n, f]
+  h = torch::dropout(h, activation_dropout_, is_training());
+  return torch::addmm(B2, h, W2);  // [n, d]
+}
+
+torch::Tensor ExpertFFNImpl::dispatch(const torch::Tensor& x2, const Routing& r, int64_t groups) {
+  const int64_t N = x2.size(0), E = experts();
+  if (!r.group_expert.empty()) {
+    // Whole groups of rows share one expert: contiguous slices, one product each.
+    std::vector<torch::Tensor> parts;
+    int64_t n = N / groups;
+    for (int64_t g = 0; g < groups; ++g) parts.push_back(expert_forward(x2.narrow(0, g * n, n), r.group_expert[g]));
+    return groups == 1 ? parts[0] : torch::cat(parts, 0);
+  }
+  const int64_t k = r.expert.size(1);
+  auto flat_e = r.expert.reshape({-1});                                                   // [N*k]
+  auto flat_w = r.weight.reshape({-1});                                                   // [N*k]
+  auto token = torch::arange(N, flat_e.options()).repeat_interleave(k);                   // [N*k]
+  auto out = torch::zeros_like(x2);
+  for (int64_t e = 0; e < E; ++e) {
+    auto sel = (flat_e == e).nonzero().squeeze(1);
+    if (sel.numel() == 0) continue;
+    auto tok = token.index_select(0, sel);
+    auto y = expert_forward(x2.index_select(0, tok), e) * flat_w.index_select(0, sel).unsqueeze(1);
+    out = out.index_add(0, tok, y);
+  }
+  return out;
+}
+
+torch::Tensor ExpertFFNImpl::forward(const torch::Tensor& x, const torch::Tensor& tokens, const RoutingContext& ctx) {
+  const int64_t B = x.size(0), T = x.size(1), d = x.size(2), E = experts();
+  auto x2 = x.reshape({B * T, d});
+  if (E == 1) return expert_forward(x2, 0).view({B, T, d});
+
+  RouterInput in;
+  in.x = x2;
+  in.tokens = tokens.reshape({-1});
+  in.valid = in.tokens.ne(pad_);
+  in.rows = B;
+  in.groups = ctx.groups;
+  Routing r;
+  bool inference_select = !is_training() && router->stochastic();
+  if (inference_select) {
+    switch (ctx.select) {
+      case ExpertSelect::Fixed:
+        if (ctx.fixed_expert >= E) throw Error("--expert-select fixed:" + std::to_string(ctx.fixed_expert) +
+                                               ": the model has " + std::to_string(E) + " experts");
+        r.group_expert = {ctx.fixed_expert};
+        break;
+      case ExpertSelect::Merge:
+        r.group_expert = {-1};
+        break;
+      case ExpertSelect::Ensemble: {
+        auto y = expert_forward(x2, 0);
+        for (int64_t e = 1; e < E; ++e) y = y + expert_forward(x2, e);
+        return (y / static_cast<double>(E)).view({B, T, d});
+      }
+      case ExpertSelect::Token:
+        r = static_cast<RandomRouterImpl&>(*router).route_at(in, RouteLevel::Token);
+        break;
+      case ExpertSelect::Sentence: {
+        auto row = ctx.row_experts.defined()
+                       ? ctx.row_experts.select(1, moe_index_).to(x.device())
+                       : torch::randint(E, {B}, torch::TensorOptions().dtype(torch::kLong).device(x.device()));
+        r.expert = row.repeat_interleave(T).masked_fill(in.valid.logical_not(), -1).view({-1, 1});
+        r.weight = torch::ones({B * T, 1}, x.options());
+        break;
+      }
+    }
+  } else {
+    r = router->route(in);
+  }
+  {
+    torch::NoGradGuard ng;
+    auto e = r.expert.reshape({-1});
+    if (!r.group_expert.empty()) {
+      // whole-group routing: every valid token of group g went to group_expert[g]
+      auto G = static_cast<int64_t>(r.group_expert.size());
+      auto v = in.valid.view({G, -1}).sum(1).to(torch::kFloat);
+      double total = std::max(1.0, v.sum().item<double>());
+      last.share = torch::zeros({E});
+      for (int64_t g = 0; g < G; ++g) {
+        double part = v[g].item<double>() / total;
+        if (r.group_expert[g] >= 0) last.share[r.group_expert[g]] += part;
+        else last.share += part / static_cast<double>(E);  // merged weights: every expert equally
+      }
+    } else {
+      auto kept = e.masked_select(e >= 0);
+      last.share = torch::bincount(kept.to(torch::kCPU), {}, E).to(torch::kFloat) /
+                   std::max<double>(1.0, in.valid.sum().item<double>());
+    }
+  }
+  last.aux = r.aux;
+  int64_t groups = r.group_expert.size() == 1 ? 1 : ctx.groups;
+  return dispatch(x2, r, groups).view({B, T, d});
+}
+
+}  // namespace thor

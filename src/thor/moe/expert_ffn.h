@@ -1,0 +1,62 @@
+// The feed-forward block of every layer, as a bank of E experts:
+//   w1 [E, d, f], b1 [E, f], w2 [E, f, d], b2 [E, d]
+// E == 1 is the dense Transformer FFN (one addmm each way, no routing, no overhead).
+// With E > 1 a router picks experts per token and only the selected experts are
+// computed: tokens are gathered per expert, multiplied, and scattered back with their
+// combine weights (or, for whole-group draws, each group runs one dense product).
+#pragma once
+#include <map>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "thor/common/config.h"
+#include "thor/moe/router.h"
+
+namespace thor {
+
+// How stochastic-expert layers pick experts outside training (THOR paper, Sec. 3.3).
+enum class ExpertSelect { Token, Sentence, Fixed, Ensemble, Merge };
+ExpertSelect parse_expert_select(const std::string& s, int64_t* fixed_k);  // "fixed:K" sets *fixed_k
+
+struct RoutingContext {
+  int64_t groups = 1;  // rows split into equal groups with their own draws (stacked THOR passes)
+  ExpertSelect select = ExpertSelect::Sentence;
+  int64_t fixed_expert = 0;
+  torch::Tensor row_experts;  // [B, n_expert_layers] per-row choice kept across decoding steps
+};
+
+struct ExpertStats {
+  torch::Tensor share;                       // [E] share of non-pad tokens per expert (last forward)
+  std::map<std::string, torch::Tensor> aux;  // scaled auxiliary losses of the last forward
+};
+
+class ExpertFFNImpl : public torch::nn::Module {
+ public:
+  // moe_index: position among the model's expert layers (column of row_experts).
+  ExpertFFNImpl(const ModelConfig& c, int64_t experts, int64_t moe_index);
+
+  // x [B, T, d], tokens [B, T] ids (padding = pad id) -> [B, T, d]
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& tokens, const RoutingContext& ctx);
+
+  int64_t experts() const { return w1.size(0); }
+  int64_t moe_index() const { return moe_index_; }
+  bool stochastic() const { return router && router->stochastic(); }
+
+  torch::Tensor w1, b1, w2, b2;
+  std::shared_ptr<RouterImpl> router;  // null when E == 1
+  ExpertStats last;
+
+  // One expert (or merged weights when e < 0) applied densely to x2 [n, d].
+  torch::Tensor expert_forward(const torch::Tensor& x2, int64_t e);
+  // Sparse dispatch of x2 [N, d] by a routing decision.
+  torch::Tensor dispatch(const torch::Tensor& x2, const Routing& r, int64_t groups);
+
+ private:
+  int64_t moe_index_;
+  int64_t pad_;
+  double activation_dropout_;
+};
+TORCH_MODULE(ExpertFFN);
+
+}  // namespace thor

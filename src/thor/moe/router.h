@@ -1,0 +1,62 @@
+// Routers decide which experts see which tokens (fairseq's MOELayer(gate, experts) idea:
+// routing is a swappable strategy). A router returns, per token, up to k expert ids and
+// combine weights; -1 marks a slot that is skipped (padding or over capacity), so the
+// token keeps only its residual there.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "thor/common/config.h"
+
+namespace thor {
+
+struct RouterInput {
+  torch::Tensor x;       // [N, d] tokens, rows of a [B, T] batch flattened row-major
+  torch::Tensor tokens;  // [N] token ids (hash routing)
+  torch::Tensor valid;   // [N] bool, false for padding
+  int64_t rows = 1;      // B
+  int64_t groups = 1;    // rows split into equal groups with independent draws (THOR's 2 passes)
+};
+
+struct Routing {
+  torch::Tensor expert;  // [N, k] int64, -1 = skipped
+  torch::Tensor weight;  // [N, k] float combine weights
+  // Set when every token of group g goes to expert group_expert[g] (weight 1): dispatch
+  // then runs one dense product per group on contiguous rows, no gather/scatter.
+  std::vector<int64_t> group_expert;
+  std::map<std::string, torch::Tensor> aux;  // scalar losses, already scaled ("balance", "z")
+};
+
+class RouterImpl : public torch::nn::Module {
+ public:
+  ~RouterImpl() override = default;
+  virtual Routing route(const RouterInput& in) = 0;
+  // Random experts without a gate (thor, random): inference may pick experts per
+  // sentence / fixed / ensemble / merge instead of routing.
+  virtual bool stochastic() const { return false; }
+  // THOR: train with two stochastic passes and a consistency loss.
+  virtual bool two_pass() const { return false; }
+  // Called after every optimizer update (auxiliary-loss-free bias balancing).
+  virtual void after_update() {}
+};
+
+// Builds the router named by cfg.router for a layer of dimension d (throws thor::Error on
+// an unknown name). The registry lives in router_registry.cpp, one line per router.
+std::shared_ptr<RouterImpl> make_router(const ModelConfig& cfg);
+std::vector<std::string> router_names();
+
+// Shared by the gated routers: keeps the first `capacity` tokens (in order) of each
+// expert in slot column `slot`, marking the rest -1. `used` [E] counts slots already
+// taken by earlier columns and is updated.
+void apply_capacity(torch::Tensor& expert, int64_t slot, int64_t capacity, std::vector<int64_t>& used);
+
+// Mean over valid tokens of logsumexp(logits)^2 (ST-MoE router z-loss).
+torch::Tensor router_z_loss(const torch::Tensor& logits, const torch::Tensor& valid);
+
+// Capacity per expert for n tokens: ceil(factor * n * k / E).
+int64_t expert_capacity(double factor, int64_t n, int64_t k, int64_t experts);
+
+}  // namespace thor

@@ -1,0 +1,41 @@
+// See router_random.h.
+#include "thor/moe/router_random.h"
+
+#include "thor/common/error.h"
+
+namespace thor {
+
+RouteLevel parse_route_level(const std::string& s) {
+  if (s == "batch") return RouteLevel::Batch;
+  if (s == "sentence") return RouteLevel::Sentence;
+  if (s == "token") return RouteLevel::Token;
+  throw Error("--route-level: expected batch, sentence or token, got '" + s + "'");
+}
+
+RandomRouterImpl::RandomRouterImpl(const ModelConfig& c)
+    : experts_(c.num_experts), level_(parse_route_level(c.route_level)) {}
+
+Routing RandomRouterImpl::route(const RouterInput& in) { return route_at(in, level_); }
+
+Routing RandomRouterImpl::route_at(const RouterInput& in, RouteLevel level) const {
+  const int64_t N = in.x.size(0);
+  auto opts = torch::TensorOptions().dtype(torch::kLong).device(in.x.device());
+  Routing r;
+  torch::Tensor e;  // [N]
+  if (level == RouteLevel::Batch) {
+    TORCH_CHECK(in.rows % in.groups == 0, "rows must split into equal groups");
+    auto draws = torch::randint(experts_, {in.groups}, torch::TensorOptions().dtype(torch::kLong));
+    r.group_expert.assign(draws.data_ptr<int64_t>(), draws.data_ptr<int64_t>() + in.groups);
+    e = draws.to(in.x.device()).repeat_interleave(N / in.groups);
+  } else if (level == RouteLevel::Sentence) {
+    e = torch::randint(experts_, {in.rows}, opts).repeat_interleave(N / in.rows);
+  } else {
+    e = torch::randint(experts_, {N}, opts);
+  }
+  if (r.group_expert.empty()) e = e.masked_fill(in.valid.logical_not(), -1);
+  r.expert = e.view({N, 1});
+  r.weight = torch::ones({N, 1}, in.x.options());
+  return r;
+}
+
+}  // namespace thor

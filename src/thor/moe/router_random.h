@@ -1,0 +1,24 @@
+// `random` router: a uniformly random expert, no gate and no parameters (the ablation of
+// THOR without consistency training). Granularity: one draw per group of rows (batch;
+// the official THOR code draws once per layer and pass), per sentence, or per token.
+#pragma once
+#include "thor/moe/router.h"
+
+namespace thor {
+
+enum class RouteLevel { Batch, Sentence, Token };
+RouteLevel parse_route_level(const std::string& s);  // throws thor::Error naming --route-level
+
+class RandomRouterImpl : public RouterImpl {
+ public:
+  explicit RandomRouterImpl(const ModelConfig& c);
+  Routing route(const RouterInput& in) override;
+  Routing route_at(const RouterInput& in, RouteLevel level) const;
+  bool stochastic() const override { return true; }
+
+ private:
+  int64_t experts_;
+  RouteLevel level_;
+};
+
+}  // namespace thor
