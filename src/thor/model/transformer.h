@@ -76,6 +76,8 @@ class TransformerImpl : public torch::nn::Module {
   // draws (THOR's stacked passes); `select` is the inference policy of stochastic experts.
   void set_groups(int64_t groups) { ctx_.groups = groups; }
   void set_expert_select(ExpertSelect select, int64_t fixed_expert = 0);
+  // Pins stochastic experts: pinned[l][g] = expert of row group g at expert layer l ({} = draw).
+  void pin_experts(std::vector<std::vector<int64_t>> pinned) { ctx_.pinned = std::move(pinned); }
   // Expert layers in order (encoder, then decoder); empty for a dense model.
   std::vector<ExpertFFN> expert_layers() const;
   std::vector<std::string> expert_layer_names() const;

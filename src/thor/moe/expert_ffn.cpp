@@ -88,7 +88,13 @@ torch::Tensor ExpertFFNImpl::forward(const torch::Tensor& x, const torch::Tensor
   in.groups = ctx.groups;
   Routing r;
   bool inference_select = !is_training() && router->stochastic();
-  if (inference_select) {
+  if (!ctx.pinned.empty() && router->stochastic()) {
+    r.group_expert = ctx.pinned.at(moe_index_);
+    if (static_cast<int64_t>(r.group_expert.size()) != ctx.groups)
+      throw Error("pinned experts: expected one expert per row group");
+    for (auto e : r.group_expert)
+      if (e < 0 || e >= E) throw Error("pinned experts: expert " + std::to_string(e) + " out of range");
+  } else if (inference_select) {
     switch (ctx.select) {
       case ExpertSelect::Fixed:
         if (ctx.fixed_expert >= E) throw Error("--expert-select fixed:" + std::to_string(ctx.fixed_expert) +
@@ -120,7 +126,6 @@ torch::Tensor ExpertFFNImpl::forward(const torch::Tensor& x, const torch::Tensor
   }
   {
     torch::NoGradGuard ng;
-    auto e = r.expert.reshape({-1});
     if (!r.group_expert.empty()) {
       // whole-group routing: every valid token of group g went to group_expert[g]
       auto G = static_cast<int64_t>(r.group_expert.size());
@@ -133,6 +138,7 @@ torch::Tensor ExpertFFNImpl::forward(const torch::Tensor& x, const torch::Tensor
         else last.share += part / static_cast<double>(E);  // merged weights: every expert equally
       }
     } else {
+      auto e = r.expert.reshape({-1});
       auto kept = e.masked_select(e >= 0);
       last.share = torch::bincount(kept.to(torch::kCPU), {}, E).to(torch::kFloat) /
                    std::max<double>(1.0, in.valid.sum().item<double>());

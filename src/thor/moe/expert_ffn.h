@@ -24,6 +24,9 @@ struct RoutingContext {
   ExpertSelect select = ExpertSelect::Sentence;
   int64_t fixed_expert = 0;
   torch::Tensor row_experts;  // [B, n_expert_layers] per-row choice kept across decoding steps
+  // Optional: pinned[l] = the expert of each row group at expert layer l, overriding the
+  // random draw of stochastic routers (reproducing or analysing one expert path).
+  std::vector<std::vector<int64_t>> pinned;
 };
 
 struct ExpertStats {

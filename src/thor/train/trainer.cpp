@@ -22,6 +22,7 @@
 #include "thor/model/transformer.h"
 #include "thor/train/checkpoint.h"
 #include "thor/train/loss.h"
+#include "thor/train/objective.h"
 #include "thor/train/optim.h"
 
 namespace fs = std::filesystem;
@@ -218,44 +219,17 @@ class Trainer {
   // Forward + backward of one batch; returns the loss to report (CE, averaged over the
   // two passes for THOR) and accumulates expert statistics.
   std::pair<double, double> forward_backward(const Batch& b, int64_t ntok_update) {
-    const int64_t pad = model_->config().pad_id;
-    torch::Tensor loss;
-    double report_loss, report_nll;
-    if (two_pass_) {
-      // Both THOR passes in one forward: rows [0, B) and [B, 2B) draw their experts apart.
-      model_->set_groups(2);
-      auto logits = model_->forward(torch::cat({b.src, b.src}), torch::cat({b.tgt_in, b.tgt_in}));
-      model_->set_groups(1);
-      auto V = logits.size(-1);
-      auto lprobs = torch::log_softmax(logits.to(torch::kFloat), -1).view({2, -1, V});
-      auto target = b.tgt_out.reshape({-1});
-      auto ce1 = label_smoothed_nll_lprobs(lprobs[0], target, opt_.label_smoothing, pad);
-      auto ce2 = label_smoothed_nll_lprobs(lprobs[1], target, opt_.label_smoothing, pad);
-      auto cons = consistency_loss(lprobs[0], lprobs[1], target.ne(pad));
-      loss = ce1.loss + ce2.loss + opt_.consistency_alpha * cons;
-      report_loss = 0.5 * (ce1.loss.item<double>() + ce2.loss.item<double>());
-      report_nll = 0.5 * (ce1.nll.item<double>() + ce2.nll.item<double>());
-      stats_.consistency += cons.item<double>();
-    } else {
-      auto res = label_smoothed_nll(model_->forward(b.src, b.tgt_in), b.tgt_out, opt_.label_smoothing, pad);
-      loss = res.loss;
-      report_loss = res.loss.item<double>();
-      report_nll = res.nll.item<double>();
-    }
-    // Auxiliary router losses are per-batch means: weight them by the batch's tokens so the
-    // update's normalisation by its token count leaves their coefficients intact.
+    auto r = compute_objective(model_, b, {opt_.label_smoothing, opt_.consistency_alpha, two_pass_});
     auto experts = model_->expert_layers();
     for (size_t i = 0; i < experts.size(); ++i) {
       auto& last = experts[i]->last;
-      for (auto& [name, value] : last.aux) {
-        loss = loss + value * static_cast<double>(b.ntokens);
-        stats_.aux[i][name] += value.item<double>();
-      }
+      for (auto& [name, value] : last.aux) stats_.aux[i][name] += value.item<double>();
       if (last.share.defined()) stats_.share[i] += last.share;
     }
+    stats_.consistency += r.consistency;
     ++stats_.batches;
-    (loss / static_cast<double>(ntok_update)).backward();
-    return {report_loss, report_nll};
+    (r.loss / static_cast<double>(ntok_update)).backward();
+    return {r.ce, r.nll};
   }
 
   std::tuple<double, double, double> update(const std::vector<Batch>& group, int64_t ntok) {
@@ -396,7 +370,8 @@ class Trainer {
     int64_t experts = 0;
     void reset(size_t layers, int64_t e) {
       experts = e;
-      share.assign(layers, torch::zeros({e}));
+      share.clear();
+      for (size_t i = 0; i < layers; ++i) share.push_back(torch::zeros({e}));  // one tensor each
       aux.assign(layers, {});
       consistency = 0;
       batches = 0;
