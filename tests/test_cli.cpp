@@ -5,6 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
+#include <nlohmann/json.hpp>
+
 #include "fixtures.h"
 
 namespace fs = std::filesystem;
@@ -66,6 +70,49 @@ TEST(Cli, PrepareTrainTranslateScore) {
   ASSERT_EQ(nb.code, 0) << nb.err;
   EXPECT_EQ(std::count(nb.out.begin(), nb.out.end(), '\n'), 20);
   EXPECT_NE(nb.out.find("0 ||| "), std::string::npos);
+}
+
+TEST(Cli, ThorTrainTranslateSelectAndExport) {
+  auto dir = thor::testing::temp_dir("cli_thor");
+  thor::testing::make_toy_corpus(dir / "train", 200, 41, "en", "de");
+  thor::testing::make_toy_corpus(dir / "valid", 8, 42, "en", "de");
+  auto p = run("prepare -s en -t de --trainpref " + (dir / "train").string() + " --validpref " +
+                   (dir / "valid").string() + " --destdir " + (dir / "data").string() + " --vocab-size 90",
+               dir);
+  ASSERT_EQ(p.code, 0) << p.err;
+  auto t = run("train " + (dir / "data").string() +
+                   " --encoder-embed-dim 32 --ffn-dim 64 --encoder-layers 2 --decoder-layers 2"
+                   " --num-experts 2 --router thor --consistency-alpha 1 --max-tokens 400 --max-update 6"
+                   " --log-interval 3 --eval-beam 2 --no-progress --save-dir " + (dir / "ck").string(),
+               dir);
+  ASSERT_EQ(t.code, 0) << t.err;
+  EXPECT_NE(t.err.find("two stochastic passes"), std::string::npos) << t.err;
+  EXPECT_NE(t.err.find("[experts] load | encoder.0"), std::string::npos) << t.err;
+  auto log = thor::testing::read_file(dir / "ck" / "train_log.jsonl");
+  auto j = nlohmann::json::parse(log.front());
+  EXPECT_TRUE(j.contains("consistency"));
+  EXPECT_EQ(j["experts"].size(), 2u);
+  auto model = (dir / "ck" / "checkpoint_last.pt").string();
+  auto input = (dir / "valid.en").string();
+  std::map<std::string, std::string> out;
+  for (std::string sel : {"sentence", "token", "fixed:0", "fixed:1", "ensemble", "merge"}) {
+    auto r = run("translate --model " + model + " --beam 2 --expert-select " + sel + " --input " + input, dir);
+    ASSERT_EQ(r.code, 0) << sel << ": " << r.err;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 8) << sel;
+    out[sel] = r.out;
+  }
+  for (std::string k : {"0", "merge"}) {
+    auto e = run("export --model " + model + " --expert " + k + " --out " + (dir / ("dense" + k + ".pt")).string(), dir);
+    ASSERT_EQ(e.code, 0) << e.err;
+    auto r = run("translate --model " + (dir / ("dense" + k + ".pt")).string() + " --beam 2 --input " + input, dir);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, out[k == "merge" ? "merge" : "fixed:0"]) << k;
+  }
+  auto bad = run("translate --model " + model + " --expert-select fixed:5 --input " + input, dir);
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("the model has 2 experts"), std::string::npos) << bad.err;
+  auto badsel = run("translate --model " + model + " --expert-select sometimes --input " + input, dir);
+  EXPECT_NE(badsel.err.find("--expert-select: expected"), std::string::npos) << badsel.err;
 }
 
 TEST(Cli, BadInputGivesOneClearErrorLine) {
