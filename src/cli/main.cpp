@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   thor::runtime::tune_allocator();
   CLI::App app{"thor: sparsely activated Transformer translation with stochastic experts"};
   app.require_subcommand(1);
+  app.fallthrough();  // --threads/--quiet also accepted after the subcommand
   thor::cli::Common common;
   app.add_option("--threads", common.threads, "intra-op CPU threads (default: all cores)");
   app.add_flag("--quiet", common.quiet, "only warnings and errors on stderr");
