@@ -21,7 +21,7 @@ thor=build/thor
   --destdir "$work/data" --vocab-size 8000 --max-len 200
 
 "$thor" train "$work/data" --arch transformer_tiny --share-all-embeddings \
-  --dropout 0.1 --lr 1e-3 --warmup-updates 500 --weight-decay 1e-4 --max-tokens 4096 \
+  --dropout 0.1 --lr 1e-3 --warmup-updates 200 --weight-decay 1e-4 --max-tokens 4096 \
   --max-time "$minutes" --validate-interval-updates 300 --eval-max-sentences 200 \
   --save-dir "$work/checkpoints" --resume
 

@@ -3,12 +3,15 @@
 #pragma once
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include "thor/data/prepare.h"
 
 namespace thor::testing {
 
@@ -57,6 +60,24 @@ inline void make_toy_corpus(const std::filesystem::path& prefix, int n, unsigned
   }
   write_file(prefix.string() + "." + src, s);
   write_file(prefix.string() + "." + tgt, t);
+}
+
+// A toy corpus prepared once per process under temp_dir(name): returns the data directory.
+inline std::filesystem::path prepared_toy_data(const std::string& name, int n_train, int n_valid, unsigned seed) {
+  static std::map<std::string, std::filesystem::path> cache;
+  auto it = cache.find(name);
+  if (it != cache.end()) return it->second;
+  auto dir = temp_dir(name);
+  make_toy_corpus(dir / "train", n_train, seed);
+  make_toy_corpus(dir / "valid", n_valid, seed + 1);
+  thor::PrepareOptions o;
+  o.src_lang = "src", o.tgt_lang = "tgt";
+  o.trainpref = (dir / "train").string();
+  o.validpref = (dir / "valid").string();
+  o.destdir = (dir / "data").string();
+  o.vocab_size = 80;
+  thor::prepare_dataset(o);
+  return cache[name] = dir / "data";
 }
 
 inline void expect_close(const torch::Tensor& a, const torch::Tensor& b, double atol = 1e-5,

@@ -152,22 +152,7 @@ TEST(Thor, DenseExportEqualsFixedExpertAndMerge) {
   EXPECT_THROW(thor::make_dense(m, "x"), thor::Error);
 }
 
-fs::path prepared_data() {
-  static fs::path dir;
-  if (dir.empty()) {
-    dir = thor::testing::temp_dir("thor_routers");
-    thor::testing::make_toy_corpus(dir / "train", 120, 31);
-    thor::testing::make_toy_corpus(dir / "valid", 6, 32);
-    thor::PrepareOptions o;
-    o.src_lang = "src", o.tgt_lang = "tgt";
-    o.trainpref = (dir / "train").string();
-    o.validpref = (dir / "valid").string();
-    o.destdir = (dir / "data").string();
-    o.vocab_size = 80;
-    thor::prepare_dataset(o);
-  }
-  return dir / "data";
-}
+fs::path prepared_data() { return thor::testing::prepared_toy_data("thor_routers", 120, 6, 31); }
 
 class RouterCheckpointTest : public ::testing::TestWithParam<std::string> {};
 

@@ -12,22 +12,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path prepared_toy_data() {
-  static fs::path dir;
-  if (dir.empty()) {
-    dir = thor::testing::temp_dir("train_data");
-    thor::testing::make_toy_corpus(dir / "train", 200, 11);
-    thor::testing::make_toy_corpus(dir / "valid", 12, 12);
-    thor::PrepareOptions o;
-    o.src_lang = "src", o.tgt_lang = "tgt";
-    o.trainpref = (dir / "train").string();
-    o.validpref = (dir / "valid").string();
-    o.destdir = (dir / "data").string();
-    o.vocab_size = 80;
-    thor::prepare_dataset(o);
-  }
-  return dir / "data";
-}
+fs::path prepared_toy_data() { return thor::testing::prepared_toy_data("train_data", 200, 12, 11); }
 
 thor::ModelConfig tiny_model() {
   thor::ModelConfig c;
