@@ -18,7 +18,7 @@ mkdir -p "$out"
 [ -x "$thor" ] || bash "$root/scripts/build.sh" --target thor thor_spm_shim
 
 [ -s "$out/data/meta.json" ] || "$thor" prepare -s en -t de --trainpref "$data/train" \
-  --validpref "$data/valid" --testpref "$data/test_2016_flickr" --destdir "$out/data" --vocab-size 8000
+  --validpref "$data/valid" --testpref "$data/test_2016_flickr" --destdir "$out/data" --vocab-size ${VOCAB:-8000}
 
 common=(--arch transformer_tiny --share-all-embeddings --dropout 0.3 --lr 1e-3 --warmup-updates 600
         --weight-decay 1e-4 --max-tokens 4096 --max-update "$max_update" --validate-interval-updates 500
@@ -37,7 +37,7 @@ train() {  # name seed extra-args...
 
 bleu() {  # checkpoint extra-translate-args... -> BLEU on test
   "$thor" translate --model "$1" --beam 5 --input "$data/test_2016_flickr.en" "${@:2}" 2>/dev/null \
-    | "$thor" score "$data/test_2016_flickr.de" | awk '/^BLEU/ {print $3}'
+    | "$thor" score "$data/test_2016_flickr.de" | awk '/^BLEU = / {print $3}'
 }
 
 valid_bleu() { grep '"valid_bleu"' "$1/train_log.jsonl" | sed 's/.*"best":\([0-9.]*\).*/\1/' | tail -1; }
