@@ -76,35 +76,20 @@ void add_train(CLI::App& app, Common& common) {
   cmd->add_flag("--no-progress{false}", o.progress, "no progress bar");
   cmd->callback([cmd, &common] {
     apply_common(common);
-    ModelConfig cfg;
-    apply_arch(arch, cfg);
-    auto set = [&](const char* flag, auto& dst, const auto& src) {
-      if (cmd->count(flag) > 0) dst = src;
+    // Every model flag lands in m; the preset supplies the fields it governs unless the
+    // flag for that field was given.
+    ModelConfig preset;
+    apply_arch(arch, preset);
+    ModelConfig cfg = m;
+    cfg.arch = preset.arch;
+    auto keep_flag_or_preset = [&](const char* flag, auto& dst, const auto& from_preset) {
+      if (cmd->count(flag) == 0) dst = from_preset;
     };
-    set("--encoder-embed-dim", cfg.d_model, m.d_model);
-    set("--ffn-dim", cfg.ffn_dim, m.ffn_dim);
-    set("--attention-heads", cfg.heads, m.heads);
-    set("--encoder-layers", cfg.encoder_layers, m.encoder_layers);
-    set("--decoder-layers", cfg.decoder_layers, m.decoder_layers);
-    cfg.dropout = m.dropout;
-    cfg.attention_dropout = m.attention_dropout;
-    cfg.activation_dropout = m.activation_dropout;
-    cfg.pre_norm = m.pre_norm;
-    cfg.share_all_embeddings = m.share_all_embeddings;
-    cfg.share_decoder_input_output_embed = m.share_decoder_input_output_embed;
-    cfg.max_positions = m.max_positions;
-    cfg.num_experts = m.num_experts;
-    cfg.expert_layers = m.expert_layers;
-    cfg.router = m.router;
-    cfg.route_level = m.route_level;
-    cfg.capacity_factor = m.capacity_factor;
-    cfg.eval_capacity_factor = m.eval_capacity_factor;
-    cfg.balance_alpha = m.balance_alpha;
-    cfg.router_z_loss = m.router_z_loss;
-    cfg.second_expert_policy = m.second_expert_policy;
-    cfg.hash_seed = m.hash_seed;
-    cfg.alf_update_rate = m.alf_update_rate;
-    cfg.alf_top_k = m.alf_top_k;
+    keep_flag_or_preset("--encoder-embed-dim", cfg.d_model, preset.d_model);
+    keep_flag_or_preset("--ffn-dim", cfg.ffn_dim, preset.ffn_dim);
+    keep_flag_or_preset("--attention-heads", cfg.heads, preset.heads);
+    keep_flag_or_preset("--encoder-layers", cfg.encoder_layers, preset.encoder_layers);
+    keep_flag_or_preset("--decoder-layers", cfg.decoder_layers, preset.decoder_layers);
     o.max_time_s = max_time_min * 60.0;
     train(o, cfg);
   });

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <mutex>
 #include <cstdlib>
 #include <thread>
 #include <vector>
@@ -68,6 +69,18 @@ std::string blas_core() {
   if (!fn) return "unknown (not OpenBLAS)";
   const char* name = fn();
   return name ? std::string(name) : "unknown";
+}
+
+torch::Tensor cpu_rng_state() {
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+void set_cpu_rng_state(const torch::Tensor& state) {
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
 }
 
 double measure_matmul_gflops(int64_t n, int reps, torch::Device device) {

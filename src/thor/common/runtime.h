@@ -27,6 +27,11 @@ torch::Device parse_device(const std::string& name);
 // The OpenBLAS core name in use ("SkylakeX", "Haswell", "Prescott", ...), or "unknown".
 std::string blas_core();
 
+// State of the global CPU generator (dropout, random experts), for checkpoints and for
+// code that must not shift the training RNG stream.
+torch::Tensor cpu_rng_state();
+void set_cpu_rng_state(const torch::Tensor& state);
+
 // Median GFLOP/s of an n^3 float matmul on the device.
 double measure_matmul_gflops(int64_t n, int reps, torch::Device device);
 

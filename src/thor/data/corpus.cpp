@@ -6,6 +6,7 @@
 
 #include "thor/common/error.h"
 #include "thor/common/log.h"
+#include "thor/common/utf8.h"
 
 namespace thor {
 
@@ -37,27 +38,9 @@ ParallelText read_parallel(const std::string& src_path, const std::string& tgt_p
 }
 
 bool is_valid_utf8(const std::string& s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  size_t n = s.size(), i = 0;
-  while (i < n) {
-    unsigned char c = p[i];
-    int extra;
-    uint32_t cp;
-    if (c < 0x80) { ++i; continue; }
-    else if ((c & 0xE0) == 0xC0) { extra = 1; cp = c & 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { extra = 2; cp = c & 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { extra = 3; cp = c & 0x07; }
-    else return false;
-    for (int k = 1; k <= extra; ++k) {
-      if (i + k >= n || (p[i + k] & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (p[i + k] & 0x3F);
-    }
-    // Overlong encodings, surrogates and out-of-range code points are invalid.
-    if ((extra == 1 && cp < 0x80) || (extra == 2 && cp < 0x800) || (extra == 3 && cp < 0x10000) ||
-        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-      return false;
-    i += extra + 1;
-  }
+  char32_t cp;
+  for (size_t i = 0; i < s.size();)
+    if (!utf8_next(s, i, cp)) return false;
   return true;
 }
 

@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "thor/common/error.h"
+#include "thor/common/utf8.h"
 
 namespace thor {
 
@@ -34,18 +35,10 @@ std::string sub2(const std::string& s, Match match, Emit emit) {
 // Decodes UTF-8 into code points (invalid bytes map to themselves).
 std::u32string utf8_to_u32(const std::string& s) {
   std::u32string out;
+  char32_t cp;
   for (size_t i = 0; i < s.size();) {
-    auto c = static_cast<unsigned char>(s[i]);
-    int extra = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
-    if (extra <= 0 || i + extra >= s.size()) {
-      out.push_back(c);
-      ++i;
-      continue;
-    }
-    char32_t cp = c & (0x3F >> extra);
-    for (int k = 1; k <= extra; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+    utf8_next(s, i, cp);
     out.push_back(cp);
-    i += extra + 1;
   }
   return out;
 }
@@ -60,21 +53,17 @@ bool is_space(char32_t c) {
 std::vector<std::string> split_ws(const std::string& s) {
   // Tokens from 13a are split on ASCII and Unicode whitespace (Python's str.split()).
   std::vector<std::string> out;
-  std::string cur;
+  size_t start = 0;
+  char32_t cp;
   for (size_t i = 0; i < s.size();) {
-    auto c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
-    if (i + len > s.size()) len = 1;
-    std::string ch = s.substr(i, len);
-    auto cp = utf8_to_u32(ch);
-    if (cp.size() == 1 && is_space(cp[0])) {
-      if (!cur.empty()) out.push_back(std::move(cur)), cur.clear();
-    } else {
-      cur += ch;
+    size_t at = i;
+    utf8_next(s, i, cp);
+    if (is_space(cp)) {
+      if (at > start) out.push_back(s.substr(start, at - start));
+      start = i;
     }
-    i += len;
   }
-  if (!cur.empty()) out.push_back(std::move(cur));
+  if (s.size() > start) out.push_back(s.substr(start));
   return out;
 }
 

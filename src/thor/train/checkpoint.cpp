@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "thor/common/error.h"
+#include "thor/common/runtime.h"
 
 namespace thor {
 
@@ -63,11 +64,7 @@ void save_checkpoint(const std::string& path, Transformer& model, const Vocab& v
     extras.optimizer->save(opt);
     ar.write("optimizer", opt);
   }
-  if (extras.save_rng) {
-    at::Generator gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    ar.write("rng", gen.get_state());
-  }
+  if (extras.save_rng) ar.write("rng", runtime::cpu_rng_state());
   std::string tmp = path + ".tmp";
   ar.save_to(tmp);
   if (std::rename(tmp.c_str(), path.c_str()) != 0) throw Error(path + ": cannot rename from " + tmp);
@@ -94,11 +91,7 @@ void load_training_state(const std::string& path, Adam& optimizer) {
   if (!ar.try_read("optimizer", opt)) throw Error(path + ": has no optimizer state (not a training checkpoint)");
   optimizer.load(opt);
   torch::Tensor rng;
-  if (ar.try_read("rng", rng)) {
-    at::Generator gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(rng);
-  }
+  if (ar.try_read("rng", rng)) runtime::set_cpu_rng_state(rng);
 }
 
 }  // namespace thor

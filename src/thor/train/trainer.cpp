@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <sstream>
@@ -240,16 +241,9 @@ class Trainer {
       loss_sum += l;
       nll_sum += n;
     }
-    double gnorm;
-    if (opt_.clip_norm > 0) {
-      gnorm = torch::nn::utils::clip_grad_norm_(model_->parameters(), opt_.clip_norm);
-    } else {
-      torch::NoGradGuard ng;
-      double sq = 0;
-      for (auto& p : model_->parameters())
-        if (p.grad().defined()) sq += p.grad().pow(2).sum().item<double>();
-      gnorm = std::sqrt(sq);
-    }
+    // With no clipping the limit is infinite: the call then only measures the norm.
+    double limit = opt_.clip_norm > 0 ? opt_.clip_norm : std::numeric_limits<double>::infinity();
+    double gnorm = torch::nn::utils::clip_grad_norm_(model_->parameters(), limit);
     if (!std::isfinite(gnorm)) {
       THOR_WARN("train") << "non-finite gradient norm at update " << pos_.num_updates + 1 << ", update skipped";
       optim_->zero_grad();
@@ -271,12 +265,7 @@ class Trainer {
     torch::NoGradGuard ng;
     // Validation may draw random experts; it must not shift the training RNG stream, or a
     // resumed run would diverge from an uninterrupted one.
-    at::Generator gen = at::detail::getDefaultCPUGenerator();
-    torch::Tensor rng_state;
-    {
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      rng_state = gen.get_state();
-    }
+    auto rng_state = runtime::cpu_rng_state();
     model_->eval();
     double loss = 0, nll = 0;
     int64_t ntok = 0;
@@ -314,10 +303,7 @@ class Trainer {
     log_.flush();
     THOR_LOG("valid") << j.dump();
     model_->train();
-    {
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      gen.set_state(rng_state);
-    }
+    runtime::set_cpu_rng_state(rng_state);
     save(last_path_);
     if (improved) save((fs::path(opt_.save_dir) / "checkpoint_best.pt").string());
   }
