@@ -2,8 +2,9 @@
 # THOR vs dense vs Switch on Multi30k en->de with transformer_tiny (the issue-4 study).
 #   experiments/thor_multi30k.sh DATA_DIR [OUT_DIR]
 # DATA_DIR holds {train,valid,test_2016_flickr}.{en,de} (e.g. ../shared/data/multi30k).
-# Every run trains for the same number of updates (MAX_UPDATE, default 1500) and records
-# its wall-clock time; THOR's alpha is chosen on valid from {1, 5} with seed 1, then all
+# Every run trains for the same number of updates (MAX_UPDATE, default 600: about 15 minutes
+# for the dense model on a 2-core AVX-512 CPU; WARMUP default 200) and records its training
+# wall-clock time (the trainer's own clock, which a resumed run carries on); THOR's alpha is chosen on valid from {1, 5} with seed 1, then all
 # systems run SEEDS seeds (default "1 2"). Test BLEU: best checkpoint by valid BLEU, beam 5;
 # for THOR also each single expert, ensemble, merge, token- and sentence-level selection.
 # Results: OUT_DIR/results.tsv and OUT_DIR/results.md. Runs on CPU or, unchanged, on a GPU.
@@ -11,8 +12,9 @@ set -euo pipefail
 data=${1:?usage: thor_multi30k.sh DATA_DIR [OUT_DIR]}
 out=${2:-runs/thor-multi30k}
 root=$(cd "$(dirname "$0")/.." && pwd)
-thor="$root/build/thor"
-max_update=${MAX_UPDATE:-1500}
+thor=${THOR_BIN:-$root/build/thor}  # THOR_BIN: a frozen copy, so rebuilding cannot disturb a long study
+max_update=${MAX_UPDATE:-600}
+warmup=${WARMUP:-200}
 seeds=${SEEDS:-"1 2"}
 mkdir -p "$out"
 [ -x "$thor" ] || bash "$root/scripts/build.sh" --target thor thor_spm_shim
@@ -20,18 +22,20 @@ mkdir -p "$out"
 [ -s "$out/data/meta.json" ] || "$thor" prepare -s en -t de --trainpref "$data/train" \
   --validpref "$data/valid" --testpref "$data/test_2016_flickr" --destdir "$out/data" --vocab-size ${VOCAB:-8000}
 
-common=(--arch transformer_tiny --share-all-embeddings --dropout 0.3 --lr 1e-3 --warmup-updates 600
-        --weight-decay 1e-4 --max-tokens 4096 --max-update "$max_update" --validate-interval-updates 500
+common=(--arch transformer_tiny --share-all-embeddings --dropout 0.3 --lr 1e-3 --warmup-updates "$warmup"
+        --weight-decay 1e-4 --max-tokens 4096 --max-update "$max_update"
+        --validate-interval-updates $(( (max_update + 3) / 4 ))
         --eval-beam 4 --eval-max-sentences 400 --no-progress --device auto)
 
 train() {  # name seed extra-args...
   local name=$1 seed=$2; shift 2
   local dir="$out/$name-s$seed"
   if [ ! -s "$dir/done" ]; then
-    local t0=$(date +%s)
-    "$thor" train "$out/data" "${common[@]}" --seed "$seed" --save-dir "$dir" --resume "$@" 2> "$dir.log" || {
+    echo "[experiments] $(date +%T) training $name seed $seed" >&2
+    "$thor" train "$out/data" "${common[@]}" --seed "$seed" --save-dir "$dir" --resume "$@" 2>> "$dir.log" || {
       echo "training $name seed $seed failed; see $dir.log" >&2; exit 1; }
-    echo $(( $(date +%s) - t0 )) > "$dir/done"
+    grep '"elapsed_s"' "$dir/train_log.jsonl" | tail -1 | sed 's/.*"elapsed_s":\([0-9.]*\).*/\1/' \
+      | awk '{printf "%.0f\n", $1}' > "$dir/done"
   fi
 }
 
@@ -42,11 +46,15 @@ bleu() {  # checkpoint extra-translate-args... -> BLEU on test
 
 valid_bleu() { grep '"valid_bleu"' "$1/train_log.jsonl" | sed 's/.*"best":\([0-9.]*\).*/\1/' | tail -1; }
 
-# alpha on valid (seed 1)
+# dense first: with seed 1 of every system done early, an interrupted study is still useful
+first_seed=${seeds%% *}
+train dense "$first_seed"
+
+# alpha on valid (first seed)
 best_alpha=5; best=-1
 for a in 1 5; do
-  train "thor2-a$a" 1 --num-experts 2 --router thor --consistency-alpha "$a"
-  v=$(valid_bleu "$out/thor2-a$a-s1")
+  train "thor2-a$a" "$first_seed" --num-experts 2 --router thor --consistency-alpha "$a"
+  v=$(valid_bleu "$out/thor2-a$a-s$first_seed")
   if awk "BEGIN{exit !($v > $best)}"; then best=$v; best_alpha=$a; fi
 done
 echo "[experiments] alpha chosen on valid: $best_alpha (valid BLEU $best)" >&2

@@ -43,8 +43,11 @@ void ensure_fast_blas(int argc, char** argv) {
 }
 
 void tune_allocator() {
+  // Keep freed memory: large tensors come from the heap (no mmap per allocation) and the
+  // heap is never trimmed (-1). A THOR update frees well over 1 GB at once, so any finite
+  // threshold below that still hands it back and faults it in again at the next update.
   mallopt(M_MMAP_MAX, 0);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, -1);
   mallopt(M_TOP_PAD, 64 << 20);
 }
 
