@@ -40,6 +40,53 @@ TEST(Loss, NoSmoothingIsCrossEntropy) {
   EXPECT_NEAR(r.loss.item<double>(), ce.item<double>(), 1e-4);
 }
 
+// The fused sweep against autograd through the composite formulas: loss, statistics and the
+// gradient of every logit, one pass (dense) and two passes (THOR), pad rows included, with
+// more rows than one block so several blocks (and threads) share the work.
+void check_fused_against_composite(int64_t groups, double alpha) {
+  torch::manual_seed(3);
+  const int64_t N = 37, V = 5000, pad = 0;
+  auto target = torch::randint(1, V, {N}, torch::kLong);
+  target.index_put_({torch::tensor({4, 17, 36})}, pad);
+  auto logits = (torch::randn({groups * N, V}) * 3).requires_grad_();
+  auto weight = torch::rand({});  // a non-unit upstream gradient
+  auto fused = thor::fused_translation_loss(logits, target, groups, 0.1, alpha, pad);
+  (fused.loss * weight).backward();
+  auto g_fused = logits.grad().clone();
+  logits.grad().zero_();
+
+  auto lprobs = torch::log_softmax(logits, -1).view({groups, N, V});
+  auto loss = torch::zeros({});
+  double ce = 0, nll = 0;
+  for (int64_t g = 0; g < groups; ++g) {
+    auto r = thor::label_smoothed_nll_lprobs(lprobs[g], target, 0.1, pad);
+    loss = loss + r.loss;
+    ce += r.loss.item<double>() / static_cast<double>(groups);
+    nll += r.nll.item<double>() / static_cast<double>(groups);
+  }
+  double cons = 0;
+  if (groups == 2) {
+    auto c = thor::consistency_loss(lprobs[0], lprobs[1], target.ne(pad));
+    cons = c.item<double>();
+    loss = loss + alpha * c;
+  }
+  (loss * weight).backward();
+  EXPECT_NEAR(fused.loss.item<double>(), loss.item<double>(), 1e-3 * std::abs(loss.item<double>()));
+  EXPECT_NEAR(fused.ce, ce, 1e-4 * ce);
+  EXPECT_NEAR(fused.nll, nll, 1e-4 * nll);
+  EXPECT_NEAR(fused.consistency, cons, 1e-4 * std::max(1.0, cons));
+  if (groups == 2) {
+    EXPECT_GT(fused.consistency, 1.0);  // the two passes really differ
+  }
+  EXPECT_TRUE(torch::allclose(g_fused, logits.grad(), 1e-4, 1e-6))
+      << "max |diff| " << (g_fused - logits.grad()).abs().max().item<double>();
+  // pad rows get no gradient
+  EXPECT_EQ(g_fused[17].abs().sum().item<double>(), 0.0);
+}
+
+TEST(Loss, FusedEqualsCompositeOnePass) { check_fused_against_composite(1, 0.0); }
+TEST(Loss, FusedEqualsCompositeTwoPasses) { check_fused_against_composite(2, 5.0); }
+
 TEST(Optim, InverseSqrtSchedule) {
   thor::InverseSqrtSchedule s{1e-3, 1e-7, 100};
   EXPECT_NEAR(s.at(0), 1e-7, 1e-12);

@@ -126,7 +126,7 @@ TEST(Routing, GShardTopTwoRenormalisedWithCapacity) {
   ASSERT_EQ(r.expert.size(1), 2);
   thor::testing::expect_close(r.weight.sum(1), torch::ones({60}), 1e-6, 1e-6);
   auto kept = r.expert.ge(0);
-  EXPECT_TRUE((r.expert.select(1, 0) != r.expert.select(1, 1) | kept.select(1, 1).logical_not()).all().item<bool>());
+  EXPECT_TRUE(((r.expert.select(1, 0) != r.expert.select(1, 1)) | kept.select(1, 1).logical_not()).all().item<bool>());
   int64_t cap = thor::expert_capacity(0.5, 60, 2, 4);
   for (int64_t k = 0; k < 4; ++k) EXPECT_LE((r.expert == k).sum().item<int64_t>(), cap);
   EXPECT_GT((r.expert == -1).sum().item<int64_t>(), 0);  // capacity 0.5 must drop some

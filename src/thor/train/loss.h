@@ -23,3 +23,22 @@ LossResult label_smoothed_nll_lprobs(const torch::Tensor& lprobs, const torch::T
 torch::Tensor consistency_loss(const torch::Tensor& lp, const torch::Tensor& lq, const torch::Tensor& keep);
 
 }  // namespace thor
+
+namespace thor {
+
+// The training loss of G stacked passes in one sweep over the vocabulary (G = 1: dense,
+// G = 2: THOR): logits [G*N, V] hold the passes one after the other, target [N] is shared.
+//   loss = sum_g LS-CE(pass g) + alpha * consistency(pass 0, pass 1)   (alpha ignored for G = 1)
+// The gradient with respect to the logits is written once, in closed form, block of rows
+// by block of rows while the block is in cache, instead of autograd keeping log-softmax,
+// exp, differences and products as separate [G*N, V] tensors. Equal to label_smoothed_nll
+// and consistency_loss (tested, loss and gradient).
+struct FusedLossResult {
+  torch::Tensor loss;      // differentiable scalar
+  double ce = 0, nll = 0;  // label-smoothed CE and NLL summed over tokens, mean over passes
+  double consistency = 0;  // summed consistency term (G = 2)
+};
+FusedLossResult fused_translation_loss(const torch::Tensor& logits, const torch::Tensor& target, int64_t groups,
+                                       double epsilon, double alpha, int64_t pad);
+
+}  // namespace thor
