@@ -1,7 +1,12 @@
-// Transformer: incremental decoding equals full recomputation; padding and causal masks.
+// Transformer: incremental decoding equals full recomputation; padding and causal masks;
+// batched beam search equals one sentence at a time; the FLOP count.
+#include <set>
+
 #include <gtest/gtest.h>
 
 #include "fixtures.h"
+#include "thor/decode/translator.h"
+#include "thor/model/flops.h"
 #include "thor/model/transformer.h"
 
 using thor::ModelConfig;
@@ -111,6 +116,82 @@ TEST(Model, DropoutActiveOnlyInTraining) {
   EXPECT_FALSE(torch::allclose(a, b));
   m->eval();
   thor::testing::expect_close(m->forward(src, tgt), m->forward(src, tgt), 0, 0);
+}
+
+}  // namespace
+
+namespace {
+
+// Beam search over a real model: a batch (shared encoder states per sentence, step 0 on one
+// row per sentence, sentences leaving the batch as they finish at different lengths) gives
+// each sentence exactly what searching it alone gives.
+TEST(Model, BatchedBeamSearchEqualsSentenceAlone) {
+  torch::manual_seed(4);
+  Transformer m(small_config(false));
+  m->eval();
+  thor::TransformerStepModel step_model(m);
+  thor::SearchOptions o;
+  o.beam = 3, o.nbest = 2, o.max_len_a = 1.0, o.max_len_b = 1;
+  o.pad = 0, o.bos = 2, o.eos = 3;
+  std::vector<int64_t> lens = {7, 2, 5, 3};
+  auto src = torch::zeros({4, 7}, torch::kLong);
+  for (int64_t b = 0; b < 4; ++b) src[b].narrow(0, 0, lens[b]).copy_(random_tokens(1, lens[b], 40)[0]);
+  auto batched = thor::beam_search(step_model, src, o);
+  for (int64_t b = 0; b < 4; ++b) {
+    auto alone = thor::beam_search(step_model, src[b].narrow(0, 0, lens[b]).unsqueeze(0), o);
+    ASSERT_EQ(batched[b].size(), alone[0].size());
+    for (size_t h = 0; h < alone[0].size(); ++h) {
+      EXPECT_EQ(batched[b][h].tokens, alone[0][h].tokens) << "sentence " << b << " hypothesis " << h;
+      EXPECT_NEAR(batched[b][h].score, alone[0][h].score, 1e-4);
+    }
+    // at most max_len_a * len + max_len_b steps plus the forced end of sentence
+    EXPECT_LE(static_cast<int64_t>(batched[b][0].tokens.size()), lens[b] + 2);
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// The FLOP formula against the model's own parameters: with one source and one target
+// position every weight matrix is used once per token (expert banks once per chosen
+// expert), plus the attention terms 2d per attention layer; then linear in the rows and
+// quadratic in the lengths only through attention.
+double macs_from_parameters(thor::Transformer& m, double experts_per_token) {
+  const auto& c = m->config();
+  std::set<const void*> seen;
+  double macs = 0;
+  for (auto& p : m->named_parameters()) {
+    const auto& t = p.value();
+    if (!seen.insert(t.data_ptr()).second) continue;  // shared embeddings count once
+    const auto& name = p.key();
+    if (name.size() > 3 && (name.substr(name.size() - 3) == ".b1" || name.substr(name.size() - 3) == ".b2"))
+      continue;  // expert bias banks [E, f] / [E, d]: additions, not products
+    if (t.dim() == 2) macs += static_cast<double>(t.numel());  // projections, gates, output
+    if (t.dim() == 3) {                                       // expert banks [E, ., .]
+      double per_expert = static_cast<double>(t.numel()) / static_cast<double>(t.size(0));
+      macs += per_expert * (t.size(0) > 1 ? experts_per_token : 1.0);
+    }
+  }
+  return macs + static_cast<double>(c.encoder_layers * 2 * c.d_model + c.decoder_layers * 4 * c.d_model);
+}
+
+TEST(Model, FlopCountMatchesParametersAndShapes) {
+  for (std::string router : {"", "thor", "switch", "gshard"}) {
+    auto c = small_config(false);
+    if (!router.empty()) c.num_experts = 4, c.router = router;
+    Transformer m(c);
+    double k = router == "gshard" ? 2.0 : 1.0;
+    EXPECT_NEAR(thor::forward_macs(c, 1, 1, 1), macs_from_parameters(m, k), 1e-6) << router;
+    EXPECT_DOUBLE_EQ(thor::forward_macs(c, 3, 5, 4), 3 * thor::forward_macs(c, 1, 5, 4));
+    // Lengths enter beyond the per-token cost only through the attention products.
+    double d = static_cast<double>(c.d_model), S = 5, T = 4;
+    double per_token_src = thor::forward_macs(c, 1, 1, 0) - 2 * d * c.encoder_layers;  // S=1, no target
+    double attention = c.encoder_layers * 2 * S * S * d + c.decoder_layers * (2 * T * T * d + 2 * T * S * d);
+    double rest = thor::forward_macs(c, 1, 5, 4) - attention;
+    EXPECT_NEAR(rest, S * per_token_src + T * (thor::forward_macs(c, 1, 0, 1) - 2 * d * c.decoder_layers), 1e-6);
+    EXPECT_DOUBLE_EQ(thor::training_flops(c, 2, 5, 4, true), 4 * 6 * thor::forward_macs(c, 1, 5, 4));
+  }
 }
 
 }  // namespace

@@ -19,17 +19,24 @@ class ScriptedModel : public thor::StepModel {
  public:
   explicit ScriptedModel(std::vector<Table> tables) : tables_(std::move(tables)) {}
   thor::DecoderState start(const torch::Tensor& src) override {
-    // Sentence id travels in the state so beam reordering is exercised for real.
-    return {{"sent", src.select(1, 0).clone()}, {"hist", torch::zeros({src.size(0), 0}, torch::kLong)}};
+    // The sentence id travels as a per-sentence entry and the history as a per-row one, so
+    // beam reordering, widening after step 0 and dropping finished sentences are exercised.
+    thor::DecoderState st;
+    st.sentences["sent"] = src.select(1, 0).clone();
+    st.rows["hist"] = torch::zeros({src.size(0), 0}, torch::kLong);
+    return st;
   }
   torch::Tensor step(const torch::Tensor& last, int64_t t, thor::DecoderState& st) override {
-    if (t > 0) st["hist"] = torch::cat({st["hist"], last.view({-1, 1})}, 1);
+    auto& hist = st.rows["hist"];
+    if (t > 0) hist = torch::cat({hist, last.view({-1, 1})}, 1);
     auto N = last.size(0);
+    EXPECT_EQ(N, st.sentences["sent"].size(0) * st.beam);
+    auto sent = st.sentences["sent"].repeat_interleave(st.beam);
     auto out = torch::full({N, kV}, -std::numeric_limits<float>::infinity());
     for (int64_t r = 0; r < N; ++r) {
       std::string prefix;
-      for (int64_t k = 0; k < st["hist"].size(1); ++k) prefix += st["hist"][r][k].item<int64_t>() == kA ? "a" : "b";
-      const auto& table = tables_.at(st["sent"][r].item<int64_t>() - 10);
+      for (int64_t k = 0; k < hist.size(1); ++k) prefix += hist[r][k].item<int64_t>() == kA ? "a" : "b";
+      const auto& table = tables_.at(sent[r].item<int64_t>() - 10);
       auto it = table.find(prefix);
       std::array<double, 3> p = it == table.end() ? std::array<double, 3>{1, 0, 0} : it->second;
       out[r][kEos] = std::log(p[0]);

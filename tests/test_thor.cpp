@@ -110,10 +110,10 @@ TEST(Thor, SentenceLevelExpertsStayFixedAcrossDecodingSteps) {
   auto tgt = torch::randint(4, 40, {1, 7}, torch::kLong);
   for (int trial = 0; trial < 4; ++trial) {
     auto st = m->init_state(src);
-    auto chosen = st.at("row_experts").clone();  // [1, 2]
+    auto chosen = st.sentences.at("row_experts").clone();  // [1, 2]
     std::vector<torch::Tensor> steps;
     for (int64_t t = 0; t < 7; ++t) steps.push_back(m->step(tgt.select(1, t), t, st));
-    EXPECT_TRUE(torch::equal(st.at("row_experts"), chosen));
+    EXPECT_TRUE(torch::equal(st.sentences.at("row_experts"), chosen));
     // Full recomputation with the sentence's experts pinned reproduces every step.
     m->pin_experts({{chosen[0][0].item<int64_t>()}, {chosen[0][1].item<int64_t>()}});
     m->train();  // pinned experts apply in training mode too; dropout is 0

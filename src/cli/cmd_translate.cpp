@@ -1,5 +1,7 @@
 // `thor translate --model PATH`: batched beam search; input from stdin or --input,
 // detokenised translations on stdout in input order.
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 
 #include "cli/commands.h"
@@ -48,7 +50,15 @@ void add_translate(CLI::App& app, Common& common) {
     lm.model->set_expert_select(select, fixed);
     auto lines = read_lines(input.empty() ? "/dev/stdin" : input);
     THOR_LOG("translate") << lines.size() << " sentences, beam " << o.search.beam << ", " << dev;
+    auto t0 = std::chrono::steady_clock::now();
     auto out = translate_lines(lm.model, lm.vocab, lines, o, dev);
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    int64_t tokens = 0;
+    for (auto& t : out) tokens += t.front().length;
+    // One machine-readable line (bench/ reads it): decoding time without model loading.
+    THOR_LOG("translate") << "decoded " << lines.size() << " sentences, " << tokens << " target tokens in " << secs
+                          << " s: " << lines.size() / std::max(secs, 1e-9) << " sentences/s, "
+                          << tokens / std::max(secs, 1e-9) << " target tokens/s";
     for (size_t i = 0; i < out.size(); ++i) {
       if (o.search.nbest == 1) {
         std::printf("%s\n", out[i].front().text.c_str());

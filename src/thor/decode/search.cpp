@@ -25,41 +25,39 @@ std::vector<std::vector<Hypothesis>> beam_search(StepModel& model, const torch::
       max_len[b] = std::max<int64_t>(1, static_cast<int64_t>(opt.max_len_a * lens[b].item<int64_t>()) + opt.max_len_b);
   }
 
-  // Encode once, then expand every state row K times: row = sentence * K + beam.
+  // Encode once. Step 0 runs one row per sentence (all its beams would be identical), and
+  // the first reorder widens each sentence to K rows: row = sentence * width + beam.
   DecoderState state = model.start(src);
-  auto expand = torch::arange(B, torch::kLong).repeat_interleave(K);
-  reorder_state(state, expand);
+  int64_t width = 1;
 
   std::vector<int64_t> active(B);  // sentence id of each active slot
   for (int64_t b = 0; b < B; ++b) active[b] = b;
   std::vector<std::vector<Hypothesis>> finished(B);
   // Per row: tokens so far (without bos), cumulative score, positional scores.
-  std::vector<std::vector<int64_t>> tokens(B * K);
-  std::vector<std::vector<float>> pos_scores(B * K);
-  std::vector<float> scores(B * K, 0.f);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t k = 1; k < K; ++k) scores[b * K + k] = ninf;  // step 0: only beam 0 is live
-  std::vector<int64_t> last(B * K, opt.bos);
+  std::vector<std::vector<int64_t>> tokens(B);
+  std::vector<std::vector<float>> pos_scores(B);
+  std::vector<float> scores(B, 0.f);
+  std::vector<int64_t> last(B, opt.bos);
 
   for (int64_t t = 0; !active.empty(); ++t) {
     const auto A = static_cast<int64_t>(active.size());
     auto last_t = torch::tensor(last, torch::kLong).to(device);
-    auto lprobs = model.step(last_t, t, state).to(torch::kFloat);  // [A*K, V]
+    auto lprobs = model.step(last_t, t, state).to(torch::kFloat);  // [A*width, V]
     const int64_t V = lprobs.size(1);
     lprobs.select(1, opt.pad).fill_(ninf);
     if (opt.bos != opt.eos) lprobs.select(1, opt.bos).fill_(ninf);
     // Sentences at their length limit may only end.
     for (int64_t a = 0; a < A; ++a) {
       if (t >= max_len[active[a]]) {
-        auto rows = lprobs.narrow(0, a * K, K);
+        auto rows = lprobs.narrow(0, a * width, width);
         auto eos_col = rows.select(1, opt.eos).clone();
         rows.fill_(ninf);
         rows.select(1, opt.eos).copy_(eos_col);
       }
     }
-    auto cum = lprobs + torch::tensor(scores).to(device).unsqueeze(1);  // [A*K, V]
-    int64_t ncand = std::min<int64_t>(2 * K, K * V);
-    auto top = cum.view({A, K * V}).topk(ncand, 1);
+    auto cum = lprobs + torch::tensor(scores).to(device).unsqueeze(1);  // [A*width, V]
+    int64_t ncand = std::min<int64_t>(2 * K, width * V);
+    auto top = cum.view({A, width * V}).topk(ncand, 1);
     auto top_scores = std::get<0>(top).to(torch::kCPU).contiguous();
     auto top_idx = std::get<1>(top).to(torch::kCPU).contiguous();
     auto lp_cpu = lprobs.to(torch::kCPU);
@@ -79,7 +77,7 @@ std::vector<std::vector<Hypothesis>> beam_search(StepModel& model, const torch::
         float s = ts[a][c];
         if (!std::isfinite(s)) continue;
         int64_t beam = ti[a][c] / V, tok = ti[a][c] % V;
-        int64_t row = a * K + beam;
+        int64_t row = a * width + beam;
         if (tok == opt.eos) {
           if (c < K && static_cast<int64_t>(fin.size()) < K) {
             Hypothesis h;
@@ -99,16 +97,16 @@ std::vector<std::vector<Hypothesis>> beam_search(StepModel& model, const torch::
       for (int64_t k = 0; k < K; ++k) {
         // Fewer than K live candidates (tiny vocabularies): pad with dead rows.
         if (k >= static_cast<int64_t>(chosen.size())) {
-          keep_rows.push_back(a * K);
-          next_tokens.push_back(tokens[a * K]);
-          next_pos.push_back(pos_scores[a * K]);
+          keep_rows.push_back(a * width);
+          next_tokens.push_back(tokens[a * width]);
+          next_pos.push_back(pos_scores[a * width]);
           next_scores.push_back(ninf);
           next_last.push_back(opt.pad);
           continue;
         }
         int64_t c = chosen[k];
         int64_t beam = ti[a][c] / V, tok = ti[a][c] % V;
-        int64_t row = a * K + beam;
+        int64_t row = a * width + beam;
         keep_rows.push_back(row);
         auto toks = tokens[row];
         toks.push_back(tok);
@@ -121,7 +119,8 @@ std::vector<std::vector<Hypothesis>> beam_search(StepModel& model, const torch::
       }
     }
     if (next_active.empty()) break;
-    reorder_state(state, torch::tensor(keep_rows, torch::kLong));
+    reorder_state(state, torch::tensor(keep_rows, torch::kLong), K);
+    width = K;
     active = std::move(next_active);
     tokens = std::move(next_tokens);
     pos_scores = std::move(next_pos);

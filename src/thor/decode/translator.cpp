@@ -42,9 +42,9 @@ std::vector<std::vector<Translation>> translate_lines(Transformer& model, const 
       auto& dst = out[order[j]];
       for (auto& h : hyps[j - start]) {
         std::vector<int> toks(h.tokens.begin(), h.tokens.end());
-        dst.push_back({vocab.decode(toks), h.score});
+        dst.push_back({vocab.decode(toks), h.score, static_cast<int64_t>(h.tokens.size())});
       }
-      if (dst.empty()) dst.push_back({"", 0.0});
+      if (dst.empty()) dst.push_back({"", 0.0, 0});
     }
   }
   if (was_training) model->train();

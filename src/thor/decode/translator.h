@@ -30,6 +30,7 @@ struct TranslateOptions {
 struct Translation {
   std::string text;
   double score = 0;
+  int64_t length = 0;  // output subword tokens, end of sentence included
 };
 
 // Returns, per input line, its nbest translations (best first).

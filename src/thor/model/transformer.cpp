@@ -79,16 +79,20 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x_in, const torch::
 
 torch::Tensor DecoderLayerImpl::step(const torch::Tensor& x_in, torch::Tensor& self_k,
                                      torch::Tensor& self_v, const torch::Tensor& enc_k,
-                                     const torch::Tensor& enc_v, const torch::Tensor& enc_pad_mask,
+                                     const torch::Tensor& enc_v, const torch::Tensor& enc_pad_mask, int64_t beam,
                                      const torch::Tensor& tokens, const RoutingContext& ctx) {
-  auto x = x_in;  // [N, 1, C]
+  auto x = x_in;  // [N, 1, C], N = sentences * beam
   auto h = pre_norm_ ? self_attn_layer_norm(x) : x;
   auto [k, v] = self_attn->project_kv(h);  // [N, H, 1, Dh]
   self_k = self_k.defined() ? torch::cat({self_k, k}, 2) : k;
   self_v = self_v.defined() ? torch::cat({self_v, v}, 2) : v;
   x = residual(x, self_attn->attend(h, self_k, self_v, torch::Tensor(), false), self_attn_layer_norm);
   h = pre_norm_ ? encoder_attn_layer_norm(x) : x;
-  x = residual(x, encoder_attn->attend(h, enc_k, enc_v, enc_pad_mask, false), encoder_attn_layer_norm);
+  // The beams of a sentence attend to its one copy of the encoder output as `beam` query
+  // positions: [N, 1, C] -> [sentences, beam, C].
+  const auto N = x.size(0), C = x.size(2);
+  auto cross = encoder_attn->attend(h.view({N / beam, beam, C}), enc_k, enc_v, enc_pad_mask, false);
+  x = residual(x, cross.view({N, 1, C}), encoder_attn_layer_norm);
   return ffn_block(x, tokens, ctx);
 }
 
@@ -196,33 +200,35 @@ DecoderState TransformerImpl::init_state(const torch::Tensor& src) {
   if (stochastic_experts_ && !is_training() && ctx_.select == ExpertSelect::Sentence) {
     ctx_.row_experts = torch::randint(cfg_.num_experts, {src.size(0), num_expert_layers_},
                                       torch::TensorOptions().dtype(torch::kLong).device(src.device()));
-    st["row_experts"] = ctx_.row_experts;
+    st.sentences["row_experts"] = ctx_.row_experts;
   }
   auto enc = encode(src);
   ctx_.row_experts = torch::Tensor();
-  st["src_pad_mask"] = src.eq(cfg_.pad_id);
+  st.sentences["src_pad_mask"] = src.eq(cfg_.pad_id);
   for (size_t i = 0; i < decoder_layers->size(); ++i) {
     auto layer = decoder_layers[i]->as<DecoderLayerImpl>();
     auto [k, v] = layer->encoder_attn->project_kv(enc);
-    st["enc_k." + std::to_string(i)] = k;
-    st["enc_v." + std::to_string(i)] = v;
+    st.sentences["enc_k." + std::to_string(i)] = k;
+    st.sentences["enc_v." + std::to_string(i)] = v;
   }
   return st;
 }
 
 torch::Tensor TransformerImpl::step(const torch::Tensor& last, int64_t step, DecoderState& st) {
-  auto x = embed(decoder_embed, last.view({-1, 1}), step);  // [N, 1, C]
-  const auto& mask = st.at("src_pad_mask");
+  auto x = embed(decoder_embed, last.view({-1, 1}), step);  // [N, 1, C], N = sentences * beam
+  const auto& mask = st.sentences.at("src_pad_mask");
   auto tokens = last.view({-1, 1});
-  if (auto it = st.find("row_experts"); it != st.end()) ctx_.row_experts = it->second;
+  if (auto it = st.sentences.find("row_experts"); it != st.sentences.end())
+    ctx_.row_experts = it->second.repeat_interleave(st.beam, 0);
   for (size_t i = 0; i < decoder_layers->size(); ++i) {
     auto id = std::to_string(i);
     auto layer = decoder_layers[i]->as<DecoderLayerImpl>();
     torch::Tensor sk, sv;
-    if (auto it = st.find("self_k." + id); it != st.end()) sk = it->second, sv = st.at("self_v." + id);
-    x = layer->step(x, sk, sv, st.at("enc_k." + id), st.at("enc_v." + id), mask, tokens, ctx_);
-    st["self_k." + id] = sk;
-    st["self_v." + id] = sv;
+    if (auto it = st.rows.find("self_k." + id); it != st.rows.end()) sk = it->second, sv = st.rows.at("self_v." + id);
+    x = layer->step(x, sk, sv, st.sentences.at("enc_k." + id), st.sentences.at("enc_v." + id), mask, st.beam,
+                    tokens, ctx_);
+    st.rows["self_k." + id] = sk;
+    st.rows["self_v." + id] = sv;
   }
   ctx_.row_experts = torch::Tensor();
   if (decoder_norm) x = decoder_norm(x);

@@ -20,6 +20,7 @@
 #include "thor/data/meta.h"
 #include "thor/decode/translator.h"
 #include "thor/eval/metrics.h"
+#include "thor/model/flops.h"
 #include "thor/model/transformer.h"
 #include "thor/train/checkpoint.h"
 #include "thor/train/loss.h"
@@ -142,8 +143,8 @@ class Trainer {
     double elapsed0 = pos_.elapsed_s;
     auto elapsed = [&] { return elapsed0 + std::chrono::duration<double>(Clock::now() - t_start).count(); };
     auto interval_start = Clock::now();
-    double int_loss = 0, int_nll = 0, int_gnorm = 0;
-    int64_t int_tokens = 0, int_updates = 0;
+    double int_loss = 0, int_nll = 0, int_gnorm = 0, int_flops = 0;
+    int64_t int_tokens = 0, int_src_tokens = 0, int_updates = 0;
     bool tty = opt_.progress && isatty(STDERR_FILENO);
     bool validated_now = false;
 
@@ -160,10 +161,13 @@ class Trainer {
         int64_t end = std::min<int64_t>(pos_.batch + opt_.update_freq, static_cast<int64_t>(order.size()));
         std::vector<Batch> group;
         int64_t ntok = 0;
+        const auto& cfg = model_->config();
         for (int64_t i = pos_.batch; i < end; ++i) {
-          group.push_back(collate(train_, batches_[order[i]], model_->config().pad_id,
-                                  model_->config().bos_id, model_->config().eos_id).to(device_));
-          ntok += group.back().ntokens;
+          auto b = collate(train_, batches_[order[i]], cfg.pad_id, cfg.bos_id, cfg.eos_id);
+          ntok += b.ntokens;
+          int_src_tokens += b.src.ne(cfg.pad_id).sum().item<int64_t>();
+          int_flops += training_flops(cfg, b.src.size(0), b.src.size(1), b.tgt_in.size(1), two_pass_);
+          group.push_back(b.to(device_));
         }
         auto [loss, nll, gnorm] = update(group, ntok);
         pos_.batch = end;
@@ -183,11 +187,13 @@ class Trainer {
                               {"loss", int_loss / int_tokens / kLn2}, {"nll", int_nll / int_tokens / kLn2},
                               {"ppl", std::pow(2.0, int_nll / int_tokens / kLn2)},
                               {"lr", sched_.at(pos_.num_updates - 1)}, {"gnorm", int_gnorm / int_updates},
-                              {"tgt_tok_s", int_tokens / secs}, {"elapsed_s", elapsed()}};
+                              {"tgt_tok_s", int_tokens / secs}, {"src_tok_s", int_src_tokens / secs},
+                              {"s_per_update", secs / int_updates}, {"gflop_s", int_flops / secs / 1e9},
+                              {"elapsed_s", elapsed()}};
           stats_.add_to(j, model_->expert_layer_names(), int_tokens);
           write_log(j, tty);
           interval_start = Clock::now();
-          int_loss = int_nll = int_gnorm = 0, int_tokens = int_updates = 0;
+          int_loss = int_nll = int_gnorm = int_flops = 0, int_tokens = int_src_tokens = int_updates = 0;
         }
         if (opt_.validate_interval_updates > 0 && pos_.num_updates % opt_.validate_interval_updates == 0) {
           pos_.elapsed_s = elapsed();
