@@ -6,6 +6,7 @@
 
 #include "fixtures.h"
 #include "thor/decode/translator.h"
+#include "thor/model/attention.h"
 #include "thor/model/flops.h"
 #include "thor/model/transformer.h"
 
@@ -192,6 +193,43 @@ TEST(Model, FlopCountMatchesParametersAndShapes) {
     EXPECT_NEAR(rest, S * per_token_src + T * (thor::forward_macs(c, 1, 0, 1) - 2 * d * c.decoder_layers), 1e-6);
     EXPECT_DOUBLE_EQ(thor::training_flops(c, 2, 5, 4, true), 4 * 6 * thor::forward_macs(c, 1, 5, 4));
   }
+}
+
+}  // namespace
+
+namespace {
+
+// Attention (fused q/k/v and k/v projections) against the textbook computation with the
+// three projections applied one by one and a loop over heads.
+torch::Tensor naive_attention(thor::MultiheadAttention& a, const torch::Tensor& x, const torch::Tensor& kv,
+                              const torch::Tensor& kpm, bool causal) {
+  const int64_t B = x.size(0), T = x.size(1), S = kv.size(1), C = x.size(2), H = a->heads(), Dh = C / H;
+  auto q = a->q_proj(x), k = a->k_proj(kv), v = a->v_proj(kv);
+  auto out = torch::zeros({B, T, C});
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      auto qh = q[b].narrow(1, h * Dh, Dh), kh = k[b].narrow(1, h * Dh, Dh), vh = v[b].narrow(1, h * Dh, Dh);
+      auto s = qh.matmul(kh.t()) / std::sqrt(static_cast<double>(Dh));  // [T, S]
+      for (int64_t i = 0; i < T; ++i)
+        for (int64_t j = 0; j < S; ++j)
+          if ((causal && j > i) || (kpm.defined() && kpm[b][j].item<bool>())) s[i][j] = -1e30;
+      out[b].narrow(1, h * Dh, Dh).copy_(torch::softmax(s, 1).matmul(vh));
+    }
+  return a->out_proj(out);
+}
+
+TEST(Model, AttentionEqualsNaivePerHeadComputation) {
+  torch::manual_seed(5);
+  thor::MultiheadAttention a(32, 4, 0.0);
+  torch::NoGradGuard ng;
+  auto x = torch::randn({2, 5, 32}), kv = torch::randn({2, 7, 32});
+  auto kpm = torch::zeros({2, 7}, torch::kBool);
+  kpm[1].narrow(0, 4, 3).fill_(true);
+  auto self_mask = kpm.narrow(1, 0, 5).clone();
+  thor::testing::expect_close(a(x, x, self_mask, false), naive_attention(a, x, x, self_mask, false), 1e-5, 1e-5);
+  thor::testing::expect_close(a(x, x, torch::Tensor(), true), naive_attention(a, x, x, torch::Tensor(), true), 1e-5,
+                              1e-5);
+  thor::testing::expect_close(a(x, kv, kpm, false), naive_attention(a, x, kv, kpm, false), 1e-5, 1e-5);
 }
 
 }  // namespace

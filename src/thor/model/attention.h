@@ -14,12 +14,21 @@ class MultiheadAttentionImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& query, const torch::Tensor& key_value,
                         const torch::Tensor& key_padding_mask, bool causal);
 
-  // [B, S, C] -> keys and values per head, each [B, H, S, Dh] (cached during decoding).
+  // [B, S, C] -> keys and values per head, each [B, H, S, Dh] (cached during decoding),
+  // from one product with the k and v weights side by side.
   std::pair<torch::Tensor, torch::Tensor> project_kv(const torch::Tensor& key_value);
+
+  // Self-attention inputs: [B, T, C] -> scaled queries, keys, values per head [B, H, T, Dh],
+  // from one product with the q, k and v weights side by side.
+  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> project_qkv(const torch::Tensor& x);
 
   // Attention of query [B, T, C] over per-head k, v [B, H, S, Dh]. Returns [B, T, C].
   torch::Tensor attend(const torch::Tensor& query, const torch::Tensor& k, const torch::Tensor& v,
                        const torch::Tensor& key_padding_mask, bool causal);
+
+  // The same from scaled per-head queries q [B, H, T, Dh].
+  torch::Tensor attend_heads(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                             const torch::Tensor& key_padding_mask, bool causal);
 
   int64_t heads() const { return heads_; }
 
@@ -27,6 +36,8 @@ class MultiheadAttentionImpl : public torch::nn::Module {
 
  private:
   torch::Tensor split_heads(const torch::Tensor& x) const;  // [B, T, C] -> [B, H, T, Dh]
+  // x [B, T, C] through n of the q/k/v projections at once -> n tensors [B, H, T, Dh]
+  std::vector<torch::Tensor> project_fused(const torch::Tensor& x, const std::vector<torch::nn::Linear*>& proj);
   int64_t dim_, heads_, head_dim_;
   double dropout_;
 };

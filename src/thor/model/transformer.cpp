@@ -83,10 +83,10 @@ torch::Tensor DecoderLayerImpl::step(const torch::Tensor& x_in, torch::Tensor& s
                                      const torch::Tensor& tokens, const RoutingContext& ctx) {
   auto x = x_in;  // [N, 1, C], N = sentences * beam
   auto h = pre_norm_ ? self_attn_layer_norm(x) : x;
-  auto [k, v] = self_attn->project_kv(h);  // [N, H, 1, Dh]
+  auto [q, k, v] = self_attn->project_qkv(h);  // [N, H, 1, Dh]
   self_k = self_k.defined() ? torch::cat({self_k, k}, 2) : k;
   self_v = self_v.defined() ? torch::cat({self_v, v}, 2) : v;
-  x = residual(x, self_attn->attend(h, self_k, self_v, torch::Tensor(), false), self_attn_layer_norm);
+  x = residual(x, self_attn->attend_heads(q, self_k, self_v, torch::Tensor(), false), self_attn_layer_norm);
   h = pre_norm_ ? encoder_attn_layer_norm(x) : x;
   // The beams of a sentence attend to its one copy of the encoder output as `beam` query
   // positions: [N, 1, C] -> [sentences, beam, C].
