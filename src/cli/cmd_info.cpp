@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "thor/common/runtime.h"
+#include "thor/ops/gemm.h"
 
 namespace thor::cli {
 
@@ -26,6 +27,9 @@ void add_info(CLI::App& app, Common& common) {
     std::printf("matmul %lldx%lldx%lld: %.1f GFLOP/s\n", static_cast<long long>(n),
                 static_cast<long long>(n), static_cast<long long>(n),
                 runtime::measure_matmul_gflops(n, 5, dev));
+    if (dev.is_cpu())
+      std::printf("model gemm (%s) %lldx%lldx%lld: %.1f GFLOP/s\n", gemm_backend().c_str(), static_cast<long long>(n),
+                  static_cast<long long>(n), static_cast<long long>(n), measure_gemm_gflops(n, 5));
   });
 }
 

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "thor/ops/gemm.h"
+
 namespace thor {
 
 MultiheadAttentionImpl::MultiheadAttentionImpl(int64_t dim, int64_t heads, double dropout)
@@ -35,7 +37,7 @@ std::vector<torch::Tensor> MultiheadAttentionImpl::project_fused(const torch::Te
   std::vector<torch::Tensor> w, b;
   for (auto* p : proj) w.push_back((*p)->weight), b.push_back((*p)->bias);
   const auto n = static_cast<int64_t>(proj.size());
-  auto y = torch::nn::functional::linear(x, torch::cat(w, 0), torch::cat(b, 0));  // [B, T, n*C]
+  auto y = linear(x, torch::cat(w, 0), torch::cat(b, 0));  // [B, T, n*C]
   auto B = x.size(0), T = x.size(1);
   y = y.view({B, T, n, heads_, head_dim_});
   std::vector<torch::Tensor> out;
@@ -56,7 +58,7 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> MultiheadAttentionImpl::
 torch::Tensor MultiheadAttentionImpl::attend(const torch::Tensor& query, const torch::Tensor& k,
                                              const torch::Tensor& v, const torch::Tensor& kpm,
                                              bool causal) {
-  auto q = split_heads(q_proj(query) * (1.0 / std::sqrt(static_cast<double>(head_dim_))));
+  auto q = split_heads(linear(query, q_proj->weight, q_proj->bias) * (1.0 / std::sqrt(static_cast<double>(head_dim_))));
   return attend_heads(q, k, v, kpm, causal);
 }
 
@@ -76,7 +78,7 @@ torch::Tensor MultiheadAttentionImpl::attend_heads(const torch::Tensor& q, const
   auto probs = torch::softmax(scores, -1);
   probs = torch::dropout(probs, dropout_, is_training());
   auto out = torch::matmul(probs, v);  // [B, H, T, Dh]
-  return out_proj(out.transpose(1, 2).reshape({B, T, dim_}));
+  return linear(out.transpose(1, 2).reshape({B, T, dim_}), out_proj->weight, out_proj->bias);
 }
 
 torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& query, const torch::Tensor& kv,

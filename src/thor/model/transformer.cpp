@@ -3,9 +3,9 @@
 
 #include <cmath>
 
-namespace thor {
+#include "thor/ops/gemm.h"
 
-namespace F = torch::nn::functional;
+namespace thor {
 
 torch::Tensor sinusoidal_positions(int64_t n, int64_t dim) {
   int64_t half = dim / 2;
@@ -144,7 +144,7 @@ torch::Tensor TransformerImpl::embed(torch::nn::Embedding& emb, const torch::Ten
 }
 
 torch::Tensor TransformerImpl::project(const torch::Tensor& h) {
-  return F::linear(h, output_projection);
+  return linear(h, output_projection, torch::Tensor());
 }
 
 torch::Tensor TransformerImpl::encode(const torch::Tensor& src) {

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "thor/common/error.h"
+#include "thor/ops/gemm.h"
 #include "thor/moe/router_random.h"
 
 namespace thor {
@@ -46,9 +47,9 @@ torch::Tensor ExpertFFNImpl::expert_forward(const torch::Tensor& x2, int64_t e) 
   } else {  // merged: the average expert (THOR paper's "merge" inference)
     W1 = w1.mean(0), B1 = b1.mean(0), W2 = w2.mean(0), B2 = b2.mean(0);
   }
-  auto h = torch::relu(torch::addmm(B1, x2, W1));  // [n, f]
+  auto h = torch::relu(linear_in_out(x2, W1, B1));  // [n, f]
   h = torch::dropout(h, activation_dropout_, is_training());
-  return torch::addmm(B2, h, W2);  // [n, d]
+  return linear_in_out(h, W2, B2);  // [n, d]
 }
 
 torch::Tensor ExpertFFNImpl::dispatch(const torch::Tensor& x2, const Routing& r, int64_t groups) {

@@ -1,0 +1,128 @@
+// See gemm.h.
+#include "thor/ops/gemm.h"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <vector>
+#include <cstring>
+
+namespace thor {
+
+namespace {
+
+// oneDNN's C API (dnnl.h), row-major: C = alpha * op(A) op(B) + beta * C.
+using SgemmFn = int (*)(char transa, char transb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                        int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+SgemmFn onednn_sgemm() {
+  static SgemmFn fn = [] {
+    const char* env = std::getenv("THOR_GEMM");
+    if (env && std::strcmp(env, "aten") == 0) return SgemmFn(nullptr);
+    void* sym = dlsym(RTLD_DEFAULT, "dnnl_sgemm");
+    if (!sym) {
+      if (void* h = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD)) sym = dlsym(h, "dnnl_sgemm");
+    }
+    return reinterpret_cast<SgemmFn>(sym);
+  }();
+  return fn;
+}
+
+bool fast_path(const torch::Tensor& x, const torch::Tensor& w) {
+  return onednn_sgemm() && x.device().is_cpu() && x.scalar_type() == torch::kFloat &&
+         w.scalar_type() == torch::kFloat && x.numel() > 0;
+}
+
+// C [M, N] = op(A) op(B) (+ C when accumulate); operands contiguous row-major.
+void sgemm(bool ta, bool tb, const torch::Tensor& A, const torch::Tensor& B, torch::Tensor& C, bool accumulate) {
+  const int64_t M = C.size(0), N = C.size(1), K = ta ? A.size(0) : A.size(1);
+  int status = onednn_sgemm()(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, 1.0f, A.data_ptr<float>(), A.size(1),
+                              B.data_ptr<float>(), B.size(1), accumulate ? 1.0f : 0.0f, C.data_ptr<float>(), N);
+  TORCH_CHECK(status == 0, "dnnl_sgemm failed with status ", status);
+}
+
+// y = x op(W) + b, W transposed when w_out_in (W [out, in]).
+class Gemm : public torch::autograd::Function<Gemm> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x_in,
+                               const torch::Tensor& w_in, const torch::Tensor& b, bool w_out_in) {
+    auto x = x_in.contiguous(), w = w_in.contiguous();
+    const int64_t out = w_out_in ? w.size(0) : w.size(1);
+    const bool has_bias = b.numel() > 0;  // no bias: an empty tensor (LibTorch 1.13 rejects undefined inputs)
+    auto y = torch::empty({x.size(0), out}, x.options());
+    if (has_bias) y.copy_(b.expand({x.size(0), out}));
+    sgemm(false, w_out_in, x, w, y, has_bias);
+    ctx->save_for_backward({x, w});
+    ctx->saved_data["w_out_in"] = w_out_in;
+    ctx->saved_data["has_bias"] = has_bias;
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    auto saved = ctx->get_saved_variables();
+    auto x = saved[0], w = saved[1];
+    bool w_out_in = ctx->saved_data["w_out_in"].toBool();
+    auto gy = grad[0].contiguous();
+    torch::Tensor gx, gw, gb;
+    if (ctx->needs_input_grad(0)) {  // gx [M, in] = gy op(W)^T
+      gx = torch::empty_like(x);
+      sgemm(false, !w_out_in, gy, w, gx, false);
+    }
+    if (ctx->needs_input_grad(1)) {  // W [out, in]: gy^T x ; W [in, out]: x^T gy
+      gw = torch::empty_like(w);
+      if (w_out_in)
+        sgemm(true, false, gy, x, gw, false);
+      else
+        sgemm(true, false, x, gy, gw, false);
+    }
+    if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)) gb = gy.sum(0);
+    return {gx, gw, gb, torch::Tensor()};
+  }
+};
+
+torch::Tensor gemm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, bool w_out_in) {
+  const int64_t in = x.size(-1);
+  auto lead = x.sizes().vec();
+  lead.pop_back();
+  auto y = Gemm::apply(x.reshape({-1, in}), w, b.defined() ? b : torch::empty({0}, w.options()), w_out_in);
+  lead.push_back(y.size(1));
+  return y.view(lead);
+}
+
+}  // namespace
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+  if (!fast_path(x, w)) return torch::nn::functional::linear(x, w, b);
+  return gemm(x, w, b, true);
+}
+
+torch::Tensor linear_in_out(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+  if (!fast_path(x, w)) return b.defined() ? torch::addmm(b, x, w) : torch::mm(x, w);
+  return gemm(x, w, b, false);
+}
+
+std::string gemm_backend() { return onednn_sgemm() ? "onednn" : "aten"; }
+
+}  // namespace thor
+
+namespace thor {
+
+double measure_gemm_gflops(int64_t n, int reps) {
+  torch::NoGradGuard ng;
+  auto a = torch::randn({n, n}), b = torch::randn({n, n});
+  auto c = linear_in_out(a, b, torch::Tensor());  // warm-up
+  std::vector<double> rates;
+  for (int i = 0; i < reps; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    c = linear_in_out(a, b, torch::Tensor());
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rates.push_back(2.0 * n * n * n / s / 1e9);
+  }
+  std::sort(rates.begin(), rates.end());
+  return rates[rates.size() / 2];
+}
+
+}  // namespace thor

@@ -1,0 +1,30 @@
+// Dense products of the model (projections, FFN / expert banks, output layer) through one
+// function, so the matrix-multiply backend is chosen in one place. On the CPU, float32,
+// contiguous operands go to oneDNN's sgemm when the process has it (Debian's LibTorch
+// loads libdnnl.so.2; found with dlsym, no build dependency): on this machine kind it runs
+// the model's shapes 10-70 % faster than the OpenBLAS that at::mm uses. Everything else
+// (CUDA, half precision, no oneDNN, THOR_GEMM=aten) takes at::linear / at::addmm.
+#pragma once
+#include <string>
+
+#include <torch/torch.h>
+
+namespace thor {
+
+// y = x W^T + b with W [out, in] (torch Linear layout); x [..., in]; b [out] or undefined.
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b);
+
+// y = x W + b with W [in, out] (expert bank layout); x [n, in]; b [out] or undefined.
+torch::Tensor linear_in_out(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b);
+
+// "onednn" or "aten": the backend the CPU float path uses in this process.
+std::string gemm_backend();
+
+}  // namespace thor
+
+namespace thor {
+
+// Median GFLOP/s of an n^3 product through linear_in_out (the model's own path) on the CPU.
+double measure_gemm_gflops(int64_t n, int reps);
+
+}  // namespace thor
