@@ -65,6 +65,9 @@ void add_train(CLI::App& app, Common& common) {
   cmd->add_option("--max-epoch", o.max_epoch, "stop after this many epochs (0 = no limit)")->capture_default_str();
   cmd->add_option("--max-time", max_time_min, "stop after this many minutes of training (0 = no limit)")->capture_default_str();
   cmd->add_option("--log-interval", o.log_interval, "updates per JSON log line")->capture_default_str();
+  cmd->add_option("--profile-updates", o.profile_updates,
+                  "time N updates per operation class (after 5 untimed); table on stderr, SAVE_DIR/profile.json")
+      ->capture_default_str();
   cmd->add_option("--validate-interval-updates", o.validate_interval_updates, "validate every N updates (0 = every epoch)")->capture_default_str();
   cmd->add_option("--save-interval-updates", o.save_interval_updates, "also keep checkpoint_N.pt every N updates")->capture_default_str();
   cmd->add_option("--eval-beam", o.eval_beam, "beam for validation BLEU")->capture_default_str();

@@ -1,6 +1,7 @@
 // See gemm.h.
 #include "thor/ops/gemm.h"
 
+#include <ATen/record_function.h>
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -48,6 +49,7 @@ class Gemm : public torch::autograd::Function<Gemm> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x_in,
                                const torch::Tensor& w_in, const torch::Tensor& b, bool w_out_in) {
+    RECORD_FUNCTION("thor::gemm", std::vector<c10::IValue>());
     auto x = x_in.contiguous(), w = w_in.contiguous();
     const int64_t out = w_out_in ? w.size(0) : w.size(1);
     const bool has_bias = b.numel() > 0;  // no bias: an empty tensor (LibTorch 1.13 rejects undefined inputs)
@@ -62,6 +64,7 @@ class Gemm : public torch::autograd::Function<Gemm> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad) {
+    RECORD_FUNCTION("thor::gemm_backward", std::vector<c10::IValue>());
     auto saved = ctx->get_saved_variables();
     auto x = saved[0], w = saved[1];
     bool w_out_in = ctx->saved_data["w_out_in"].toBool();

@@ -1,6 +1,8 @@
 // See loss.h.
 #include "thor/train/loss.h"
 
+#include <ATen/record_function.h>
+
 namespace thor {
 
 LossResult label_smoothed_nll(const torch::Tensor& logits, const torch::Tensor& target,
@@ -84,6 +86,7 @@ class FusedLoss : public torch::autograd::Function<FusedLoss> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& logits,
                                const torch::Tensor& target, int64_t groups, double eps, double alpha, int64_t pad,
                                FusedLossResult* out) {
+    RECORD_FUNCTION("thor::loss", std::vector<c10::IValue>());
     auto z = logits.detach();
     const int64_t N = target.numel();
     auto tgt = target.reshape({-1}).to(z.device());
@@ -126,6 +129,7 @@ class FusedLoss : public torch::autograd::Function<FusedLoss> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_out) {
+    RECORD_FUNCTION("thor::loss_backward", std::vector<c10::IValue>());
     // Scaled in place: the graph is never back-propagated twice (no retain_graph).
     auto grad = ctx->saved_data["grad"].toTensor();
     grad.mul_(grad_out[0].to(grad.scalar_type()));

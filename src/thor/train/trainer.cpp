@@ -14,6 +14,7 @@
 
 #include "thor/common/error.h"
 #include "thor/common/log.h"
+#include "thor/common/op_profile.h"
 #include "thor/common/runtime.h"
 #include "thor/data/corpus.h"
 #include "thor/data/dataset.h"
@@ -140,6 +141,7 @@ class Trainer {
 
   nlohmann::json run() {
     auto t_start = Clock::now();
+    start_update_ = pos_.num_updates;
     double elapsed0 = pos_.elapsed_s;
     auto elapsed = [&] { return elapsed0 + std::chrono::duration<double>(Clock::now() - t_start).count(); };
     auto interval_start = Clock::now();
@@ -163,13 +165,18 @@ class Trainer {
         int64_t ntok = 0;
         const auto& cfg = model_->config();
         for (int64_t i = pos_.batch; i < end; ++i) {
+          RECORD_FUNCTION("thor::data", std::vector<c10::IValue>());
           auto b = collate(train_, batches_[order[i]], cfg.pad_id, cfg.bos_id, cfg.eos_id);
           ntok += b.ntokens;
           int_src_tokens += b.src.ne(cfg.pad_id).sum().item<int64_t>();
           int_flops += training_flops(cfg, b.src.size(0), b.src.size(1), b.tgt_in.size(1), two_pass_);
           group.push_back(b.to(device_));
         }
+        if (opt_.profile_updates > 0 && pos_.num_updates == start_update_ + opt_.profile_start)
+          profile_ = std::make_unique<OpProfile>();
         auto [loss, nll, gnorm] = update(group, ntok);
+        if (profile_ && pos_.num_updates + 1 == start_update_ + opt_.profile_start + opt_.profile_updates)
+          finish_profile();
         pos_.batch = end;
         ++pos_.num_updates;
         validated_now = false;
@@ -255,9 +262,21 @@ class Trainer {
       optim_->zero_grad();
       return {loss_sum, nll_sum, gnorm};
     }
-    optim_->step(sched_.at(pos_.num_updates));
+    {
+      RECORD_FUNCTION("thor::optimizer", std::vector<c10::IValue>());
+      optim_->step(sched_.at(pos_.num_updates));
+    }
     for (auto& l : model_->expert_layers()) l->router->after_update();
     return {loss_sum, nll_sum, gnorm};
+  }
+
+  void finish_profile() {
+    profile_->stop();
+    auto j = profile_->to_json();
+    j["updates"] = opt_.profile_updates;
+    std::ofstream(fs::path(opt_.save_dir) / "profile.json") << j.dump(2) << "\n";
+    THOR_LOG("profile") << opt_.profile_updates << " updates, " << profile_->wall_s() << " s\n" << profile_->table();
+    profile_.reset();
   }
 
   void write_log(const nlohmann::json& j, bool tty) {
@@ -351,6 +370,8 @@ class Trainer {
   std::unique_ptr<Adam> optim_;
   InverseSqrtSchedule sched_;
   Position pos_;
+  int64_t start_update_ = 0;  // updates done when this run() started (resume)
+  std::unique_ptr<OpProfile> profile_;
   bool two_pass_ = false;
 
   // Expert statistics accumulated between two log lines.

@@ -26,6 +26,9 @@ struct TrainOptions {
   int64_t max_update = 0, max_epoch = 0;  // 0 = no limit
   double max_time_s = 0;                  // 0 = no limit
   int64_t log_interval = 50;
+  // Time updates (profile_start, profile_start + profile_updates] per operation class;
+  // the table goes to stderr and SAVE_DIR/profile.json. 0 = off.
+  int64_t profile_updates = 0, profile_start = 5;
   int64_t validate_interval_updates = 0;  // 0 = at the end of every epoch
   int64_t save_interval_updates = 0;      // 0 = only last/best
   bool eval_bleu = true;
