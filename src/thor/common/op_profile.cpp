@@ -30,6 +30,7 @@ struct State {
   std::thread::id thread;
   std::vector<Frame> stack;
   std::map<std::string, double> self_s;
+  std::map<std::string, int64_t> calls;
   double timed_s = 0;  // top-level time
 };
 State& state() {
@@ -65,6 +66,7 @@ void on_end(const at::RecordFunction& fn, at::ObserverContext* ctx) {
       break;
     }
   s.self_s[*owner] += static_cast<double>(total - f.children) * 1e-9;
+  ++s.calls[f.name];
   if (!s.stack.empty())
     s.stack.back().children += total;
   else
@@ -81,6 +83,7 @@ OpProfile::OpProfile() {
   s.thread = std::this_thread::get_id();
   s.stack.clear();
   s.self_s.clear();
+  s.calls.clear();
   s.timed_s = 0;
   handle_ = at::addGlobalCallback(at::RecordFunctionCallback(on_start, on_end));
   running_ = true;
@@ -136,7 +139,10 @@ nlohmann::json OpProfile::to_json(size_t top_n) const {
   j["wall_s"] = wall_s_;
   j["classes"] = by_class();
   nlohmann::json t = nlohmann::json::array();
-  for (auto& [name, secs] : top(top_n)) t.push_back({{"name", name}, {"self_s", secs}});
+  for (auto& [name, secs] : top(top_n)) {
+    auto c = state().calls.find(name);
+    t.push_back({{"name", name}, {"self_s", secs}, {"calls", c == state().calls.end() ? 0 : c->second}});
+  }
   j["top"] = t;
   return j;
 }

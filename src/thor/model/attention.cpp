@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "thor/ops/dropout.h"
 #include "thor/ops/gemm.h"
 
 namespace thor {
@@ -76,7 +77,7 @@ torch::Tensor MultiheadAttentionImpl::attend_heads(const torch::Tensor& q, const
   }
   if (kpm.defined()) scores.masked_fill_(kpm.view({B, 1, 1, S}), ninf);
   auto probs = torch::softmax(scores, -1);
-  probs = torch::dropout(probs, dropout_, is_training());
+  probs = thor::dropout(probs, dropout_, is_training());
   auto out = torch::matmul(probs, v);  // [B, H, T, Dh]
   return linear(out.transpose(1, 2).reshape({B, T, dim_}), out_proj->weight, out_proj->bias);
 }

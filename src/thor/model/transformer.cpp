@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "thor/ops/dropout.h"
 #include "thor/ops/gemm.h"
 
 namespace thor {
@@ -36,10 +37,10 @@ torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x_in, const torch::
   auto x = x_in;
   auto h = pre_norm_ ? self_attn_layer_norm(x) : x;
   h = self_attn(h, h, pad_mask, /*causal=*/false);
-  x = x + torch::dropout(h, dropout_, is_training());
+  x = x + thor::dropout(h, dropout_, is_training());
   if (!pre_norm_) x = self_attn_layer_norm(x);
   h = pre_norm_ ? final_layer_norm(x) : x;
-  x = x + torch::dropout(ffn(h, tokens, ctx), dropout_, is_training());
+  x = x + thor::dropout(ffn(h, tokens, ctx), dropout_, is_training());
   if (!pre_norm_) x = final_layer_norm(x);
   return x;
 }
@@ -56,7 +57,7 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t experts, int64_
 
 torch::Tensor DecoderLayerImpl::residual(const torch::Tensor& x, const torch::Tensor& y,
                                          torch::nn::LayerNorm& ln) {
-  auto out = x + torch::dropout(y, dropout_, is_training());
+  auto out = x + thor::dropout(y, dropout_, is_training());
   return pre_norm_ ? out : ln(out);
 }
 
@@ -140,7 +141,7 @@ torch::Tensor TransformerImpl::embed(torch::nn::Embedding& emb, const torch::Ten
               cfg_.max_positions, ")");
   auto x = emb(tokens) * std::sqrt(static_cast<double>(cfg_.d_model));  // [B, T, C]
   x = x + positions_.narrow(0, offset + 1, T).unsqueeze(0);
-  return torch::dropout(x, cfg_.dropout, is_training());
+  return thor::dropout(x, cfg_.dropout, is_training());
 }
 
 torch::Tensor TransformerImpl::project(const torch::Tensor& h) {

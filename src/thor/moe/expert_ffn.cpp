@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "thor/common/error.h"
+#include "thor/ops/dropout.h"
 #include "thor/ops/gemm.h"
 #include "thor/moe/router_random.h"
 
@@ -48,7 +49,7 @@ torch::Tensor ExpertFFNImpl::expert_forward(const torch::Tensor& x2, int64_t e) 
     W1 = w1.mean(0), B1 = b1.mean(0), W2 = w2.mean(0), B2 = b2.mean(0);
   }
   auto h = torch::relu(linear_in_out(x2, W1, B1));  // [n, f]
-  h = torch::dropout(h, activation_dropout_, is_training());
+  h = thor::dropout(h, activation_dropout_, is_training());
   return linear_in_out(h, W2, B2);  // [n, d]
 }
 

@@ -1,0 +1,44 @@
+// The operation-class profile: classification of operator names, and the accounting
+// identity (class times add up to the wall time of the profiled span).
+#include <gtest/gtest.h>
+
+#include "thor/common/op_profile.h"
+#include "thor/ops/dropout.h"
+#include "thor/ops/gemm.h"
+
+namespace {
+
+TEST(OpProfile, ClassifiesOperatorNames) {
+  EXPECT_EQ(thor::OpProfile::classify("aten::addmm"), "matmul");
+  EXPECT_EQ(thor::OpProfile::classify("thor::gemm_backward"), "matmul");
+  EXPECT_EQ(thor::OpProfile::classify("aten::bmm"), "matmul");
+  EXPECT_EQ(thor::OpProfile::classify("aten::_softmax"), "attention softmax/mask");
+  EXPECT_EQ(thor::OpProfile::classify("aten::native_layer_norm"), "layer norm");
+  EXPECT_EQ(thor::OpProfile::classify("thor::dropout"), "dropout");
+  EXPECT_EQ(thor::OpProfile::classify("aten::bernoulli_"), "dropout");
+  EXPECT_EQ(thor::OpProfile::classify("thor::loss"), "loss");
+  EXPECT_EQ(thor::OpProfile::classify("thor::optimizer"), "optimizer");
+  EXPECT_EQ(thor::OpProfile::classify("aten::cat"), "copies/layout");
+  EXPECT_EQ(thor::OpProfile::classify("aten::add"), "other element-wise");
+}
+
+TEST(OpProfile, ClassesAddUpToTheWallTime) {
+  torch::manual_seed(10);
+  auto x = torch::randn({256, 256}, torch::requires_grad());
+  thor::OpProfile prof;
+  auto y = thor::dropout(thor::linear(x, x, torch::Tensor()), 0.2, true).relu().sum();
+  y.backward();
+  prof.stop();
+  auto classes = prof.by_class();
+  double total = 0;
+  for (auto& [name, secs] : classes) {
+    EXPECT_GE(secs, 0.0) << name;
+    total += secs;
+  }
+  EXPECT_NEAR(total, prof.wall_s(), 1e-6 + 1e-3 * prof.wall_s());
+  EXPECT_GT(classes["matmul"], 0.0);
+  EXPECT_GT(classes["dropout"], 0.0);
+  EXPECT_FALSE(prof.top(3).empty());
+}
+
+}  // namespace
