@@ -1,5 +1,7 @@
 // The model's matrix products (oneDNN sgemm when present) against LibTorch's linear and
 // addmm (outputs and the gradients of input, weight and bias); dropout against its definition.
+#include <functional>
+
 #include <gtest/gtest.h>
 
 #include "fixtures.h"
@@ -86,6 +88,44 @@ TEST(Dropout, ReproducibleFromTheGlobalSeedAndFreshEachCall) {
   auto d = thor::dropout(x, 0.3, true);
   at::set_num_threads(1);
   EXPECT_TRUE(torch::equal(a, d));
+}
+
+}  // namespace
+
+namespace {
+
+// Attention's batched products on the views attention really passes: heads selected out of
+// a fused projection (strided rows), keys transposed, single query rows (decoding).
+void check_batched(const torch::Tensor& a_base, const torch::Tensor& b_base,
+                   const std::function<torch::Tensor(const torch::Tensor&)>& view_a,
+                   const std::function<torch::Tensor(const torch::Tensor&)>& view_b) {
+  auto a1 = a_base.clone().requires_grad_(), b1 = b_base.clone().requires_grad_();
+  auto a2 = a_base.clone().requires_grad_(), b2 = b_base.clone().requires_grad_();
+  auto c1 = thor::batched_matmul(view_a(a1), view_b(b1));
+  auto c2 = torch::matmul(view_a(a2), view_b(b2));
+  thor::testing::expect_close(c1, c2, 1e-4, 1e-4);
+  auto g = torch::randn_like(c2);
+  (c1 * g).sum().backward();
+  (c2 * g).sum().backward();
+  thor::testing::expect_close(a1.grad(), a2.grad(), 1e-4, 1e-4);
+  thor::testing::expect_close(b1.grad(), b2.grad(), 1e-4, 1e-4);
+}
+
+TEST(Gemm, BatchedMatmulEqualsMatmulOnAttentionViews) {
+  torch::manual_seed(11);
+  auto id = [](const torch::Tensor& t) { return t; };
+  // contiguous [B, H, M, K] x [B, H, K, N]
+  check_batched(torch::randn({2, 3, 5, 8}), torch::randn({2, 3, 8, 4}), id, id);
+  // q . k^T with q, k heads of fused [B, T, 3, H, Dh] projections
+  auto heads = [](int64_t i) {
+    return [i](const torch::Tensor& y) { return y.select(2, i).transpose(1, 2); };  // [B, H, T, Dh]
+  };
+  auto keys_t = [](const torch::Tensor& y) { return y.select(2, 1).transpose(1, 2).transpose(-1, -2); };
+  check_batched(torch::randn({2, 7, 3, 4, 8}), torch::randn({2, 6, 3, 4, 8}), heads(0), keys_t);
+  // probs [B, H, T, S] . v (strided)
+  check_batched(torch::randn({2, 4, 7, 6}), torch::randn({2, 6, 3, 4, 8}), id, heads(2));
+  // one query row per sentence (decoding)
+  check_batched(torch::randn({3, 4, 1, 8}), torch::randn({3, 4, 8, 9}), id, id);
 }
 
 }  // namespace

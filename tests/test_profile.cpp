@@ -12,6 +12,7 @@ TEST(OpProfile, ClassifiesOperatorNames) {
   EXPECT_EQ(thor::OpProfile::classify("aten::addmm"), "matmul");
   EXPECT_EQ(thor::OpProfile::classify("thor::gemm_backward"), "matmul");
   EXPECT_EQ(thor::OpProfile::classify("aten::bmm"), "matmul");
+  EXPECT_EQ(thor::OpProfile::classify("thor::batched_matmul_backward"), "matmul");
   EXPECT_EQ(thor::OpProfile::classify("aten::_softmax"), "attention softmax/mask");
   EXPECT_EQ(thor::OpProfile::classify("aten::native_layer_norm"), "layer norm");
   EXPECT_EQ(thor::OpProfile::classify("thor::dropout"), "dropout");

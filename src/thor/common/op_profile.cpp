@@ -100,7 +100,7 @@ void OpProfile::stop() {
 }
 
 std::string OpProfile::classify(const std::string& n) {
-  if (has(n, "thor::gemm") || has(n, "::mm") || has(n, "::bmm") || has(n, "::addmm") || has(n, "::matmul") ||
+  if (has(n, "thor::gemm") || has(n, "matmul") || has(n, "::mm") || has(n, "::bmm") || has(n, "::addmm") || has(n, "::matmul") ||
       has(n, "::linear") || has(n, "::baddbmm") || has(n, "MmBackward") || has(n, "AddmmBackward") ||
       has(n, "Gemm") || has(n, "BmmBackward"))
     return "matmul";

@@ -67,7 +67,7 @@ torch::Tensor MultiheadAttentionImpl::attend_heads(const torch::Tensor& q, const
                                                    const torch::Tensor& v, const torch::Tensor& kpm,
                                                    bool causal) {
   auto B = q.size(0), T = q.size(2), S = k.size(2);
-  auto scores = torch::matmul(q, k.transpose(-1, -2));  // [B, H, T, S]
+  auto scores = batched_matmul(q, k.transpose(-1, -2));  // [B, H, T, S]
   const float ninf = -std::numeric_limits<float>::infinity();
   if (causal) {
     TORCH_CHECK(T == S, "causal attention needs T == S");
@@ -78,7 +78,7 @@ torch::Tensor MultiheadAttentionImpl::attend_heads(const torch::Tensor& q, const
   if (kpm.defined()) scores.masked_fill_(kpm.view({B, 1, 1, S}), ninf);
   auto probs = torch::softmax(scores, -1);
   probs = thor::dropout(probs, dropout_, is_training());
-  auto out = torch::matmul(probs, v);  // [B, H, T, Dh]
+  auto out = batched_matmul(probs, v);  // [B, H, T, Dh]
   return linear(out.transpose(1, 2).reshape({B, T, dim_}), out_proj->weight, out_proj->bias);
 }
 

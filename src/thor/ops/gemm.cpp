@@ -1,6 +1,7 @@
 // See gemm.h.
 #include "thor/ops/gemm.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 #include <dlfcn.h>
 
@@ -86,6 +87,98 @@ class Gemm : public torch::autograd::Function<Gemm> {
   }
 };
 
+// A matrix operand as sgemm sees it: row-major with leading dimension ld, transposed or not.
+struct MatView {
+  bool trans = false;
+  int64_t ld = 0;
+};
+bool mat_view(const torch::Tensor& t, MatView* v) {
+  const int64_t rows = t.size(-2), cols = t.size(-1);
+  if (t.stride(-1) == 1 && (rows == 1 || t.stride(-2) >= cols)) {
+    v->trans = false, v->ld = rows == 1 ? cols : t.stride(-2);
+    return true;
+  }
+  if (t.stride(-2) == 1 && (cols == 1 || t.stride(-1) >= rows)) {
+    v->trans = true, v->ld = cols == 1 ? rows : t.stride(-1);
+    return true;
+  }
+  return false;
+}
+
+// Offsets (in elements) of every matrix of t's leading dimensions, row-major batch order.
+std::vector<int64_t> batch_offsets(const torch::Tensor& t) {
+  const int64_t nb = t.dim() - 2;
+  int64_t count = 1;
+  for (int64_t d = 0; d < nb; ++d) count *= t.size(d);
+  std::vector<int64_t> off(static_cast<size_t>(count), 0);
+  for (int64_t i = 0; i < count; ++i) {
+    int64_t rest = i, o = 0;
+    for (int64_t d = nb - 1; d >= 0; --d) {
+      o += (rest % t.size(d)) * t.stride(d);
+      rest /= t.size(d);
+    }
+    off[static_cast<size_t>(i)] = o;
+  }
+  return off;
+}
+
+// c (contiguous [..., M, N]) = a b, both viewed by mat_view.
+void batched_sgemm(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c) {
+  MatView va, vb;
+  TORCH_CHECK(mat_view(a, &va) && mat_view(b, &vb), "batched_sgemm: unsupported layout");
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  auto oa = batch_offsets(a), ob = batch_offsets(b);
+  const float* pa = a.data_ptr<float>();
+  const float* pb = b.data_ptr<float>();
+  float* pc = c.data_ptr<float>();
+  auto fn = onednn_sgemm();
+  at::parallel_for(0, static_cast<int64_t>(oa.size()), 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      int status = fn(va.trans ? 'T' : 'N', vb.trans ? 'T' : 'N', M, N, K, 1.0f, pa + oa[static_cast<size_t>(i)], va.ld,
+                      pb + ob[static_cast<size_t>(i)], vb.ld, 0.0f, pc + i * M * N, N);
+      TORCH_CHECK(status == 0, "dnnl_sgemm failed with status ", status);
+    }
+  });
+}
+
+torch::Tensor prepare(const torch::Tensor& t) {
+  MatView v;
+  return mat_view(t, &v) ? t : t.contiguous();
+}
+
+class BatchedMatmul : public torch::autograd::Function<BatchedMatmul> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& a_in,
+                               const torch::Tensor& b_in) {
+    RECORD_FUNCTION("thor::batched_matmul", std::vector<c10::IValue>());
+    auto a = prepare(a_in), b = prepare(b_in);
+    auto shape = a.sizes().vec();
+    shape.back() = b.size(-1);
+    auto c = torch::empty(shape, a.options());
+    batched_sgemm(a, b, c);
+    ctx->save_for_backward({a, b});
+    return c;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    RECORD_FUNCTION("thor::batched_matmul_backward", std::vector<c10::IValue>());
+    auto saved = ctx->get_saved_variables();
+    auto a = saved[0], b = saved[1];
+    auto gc = grad[0].contiguous();
+    torch::Tensor ga, gb;
+    if (ctx->needs_input_grad(0)) {  // ga = gc b^T
+      ga = torch::empty(a.sizes(), a.options());
+      batched_sgemm(gc, b.transpose(-1, -2), ga);
+    }
+    if (ctx->needs_input_grad(1)) {  // gb = a^T gc
+      gb = torch::empty(b.sizes(), b.options());
+      batched_sgemm(a.transpose(-1, -2), gc, gb);
+    }
+    return {ga, gb};
+  }
+};
+
 torch::Tensor gemm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, bool w_out_in) {
   const int64_t in = x.size(-1);
   auto lead = x.sizes().vec();
@@ -105,6 +198,14 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch
 torch::Tensor linear_in_out(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
   if (!fast_path(x, w)) return b.defined() ? torch::addmm(b, x, w) : torch::mm(x, w);
   return gemm(x, w, b, false);
+}
+
+torch::Tensor batched_matmul(const torch::Tensor& a, const torch::Tensor& b) {
+  bool fast = fast_path(a, b) && b.device().is_cpu() && a.dim() >= 3 && a.dim() == b.dim() &&
+              a.sizes().slice(0, a.dim() - 2) == b.sizes().slice(0, b.dim() - 2) && a.size(-1) == b.size(-2) &&
+              b.numel() > 0;
+  if (!fast) return torch::matmul(a, b);
+  return BatchedMatmul::apply(a, b);
 }
 
 std::string gemm_backend() { return onednn_sgemm() ? "onednn" : "aten"; }

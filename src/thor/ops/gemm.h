@@ -17,6 +17,12 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch
 // y = x W + b with W [in, out] (expert bank layout); x [n, in]; b [out] or undefined.
 torch::Tensor linear_in_out(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b);
 
+// c[i] = a[i] b[i] over the leading (batch) dimensions, a [..., M, K], b [..., K, N] with the
+// same batch shape (attention scores and weighted sums). Each matrix may be a strided or
+// transposed view (no copies); on the fast path the batch runs in parallel, one sgemm per
+// matrix, instead of LibTorch 1.13's serial per-batch loop for small matrices.
+torch::Tensor batched_matmul(const torch::Tensor& a, const torch::Tensor& b);
+
 // "onednn" or "aten": the backend the CPU float path uses in this process.
 std::string gemm_backend();
 
