@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 
 #include "cli/commands.h"
 #include "thor/common/error.h"
 #include "thor/common/log.h"
+#include "thor/common/op_profile.h"
 #include "thor/common/runtime.h"
 #include "thor/data/corpus.h"
 #include "thor/decode/translator.h"
@@ -36,6 +38,8 @@ void add_translate(CLI::App& app, Common& common) {
                   "fixed:K, ensemble (average all experts), merge (average expert weights)")
       ->capture_default_str();
   cmd->add_option("--seed", seed, "seed for random expert draws")->capture_default_str();
+  static bool profile = false;
+  cmd->add_flag("--profile", profile, "time decoding per operation class (table on stderr)");
   cmd->callback([&common] {
     apply_common(common);
     if (o.batch_size < 1) throw Error("--batch-size must be >= 1");
@@ -51,7 +55,15 @@ void add_translate(CLI::App& app, Common& common) {
     auto lines = read_lines(input.empty() ? "/dev/stdin" : input);
     THOR_LOG("translate") << lines.size() << " sentences, beam " << o.search.beam << ", " << dev;
     auto t0 = std::chrono::steady_clock::now();
+    std::unique_ptr<OpProfile> prof;
+    if (profile) prof = std::make_unique<OpProfile>();
     auto out = translate_lines(lm.model, lm.vocab, lines, o, dev);
+    if (prof) {
+      prof->stop();
+      std::string top;
+      for (auto& [name, secs] : prof->top(12)) top += "  " + name + " " + std::to_string(secs) + " s\n";
+      THOR_LOG("profile") << prof->wall_s() << " s\n" << prof->table() << "top operators by self time:\n" << top;
+    }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     int64_t tokens = 0;
     for (auto& t : out) tokens += t.front().length;
