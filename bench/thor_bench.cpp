@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
   std::string data = "../shared/data/multi30k", out_dir = "bench/results", src = "de", tgt = "en";
   std::string archs = "transformer_tiny,transformer_iwslt_de_en", systems = "dense,thor2,switch4";
   std::string decode_systems = "dense,thor2";
-  int warmup = 5, updates = 20, decode_train_updates = 1000, threads = 0;
+  int warmup = 5, updates = 20, decode_train_updates = 1000, threads = 0, decode_sentences = 0;
   bool skip_train = false, skip_decode = false;
   app.add_option("--data", data, "raw corpus dir: {train,valid,test_2016_flickr}.{src,tgt}")->capture_default_str();
   app.add_option("--out", out_dir, "results, prepared data and models")->capture_default_str();
@@ -123,6 +123,8 @@ int main(int argc, char** argv) {
   app.add_option("--decode-systems", decode_systems)->capture_default_str();
   app.add_option("--decode-train-updates", decode_train_updates,
                  "updates of the transformer_tiny models trained for decoding (kept in OUT/models)")
+      ->capture_default_str();
+  app.add_option("--decode-sentences", decode_sentences, "decode only the first N test sentences (0 = all)")
       ->capture_default_str();
   app.add_option("--threads", threads, "intra-op threads for every child (0 = all cores)")->capture_default_str();
   app.add_flag("--skip-train", skip_train);
@@ -137,7 +139,7 @@ int main(int argc, char** argv) {
     const std::string thor_bin = (fs::canonical("/proc/self/exe").parent_path() / "thor").string();
     const fs::path out = fs::absolute(out_dir);
     fs::create_directories(out / "logs");
-    const std::vector<std::string> common = {"--threads", std::to_string(threads), "--quiet"};
+    const std::vector<std::string> common = {"--threads", std::to_string(threads)};
     auto with_common = [&](std::vector<std::string> v) {
       v.insert(v.begin() + 1, common.begin(), common.end());
       return v;
@@ -209,9 +211,17 @@ int main(int argc, char** argv) {
       }
     }
 
-    json decode_rows = json::array();
+    json decode_rows = json::array(), memory_rows = json::array();
     if (!skip_decode) {
-      const std::string input = data + "/test_2016_flickr." + src;
+      std::string input = data + "/test_2016_flickr." + src;
+      if (decode_sentences > 0) {  // a prefix of the test set, written once
+        std::ifstream in(input);
+        fs::path head = out / ("test-head" + std::to_string(decode_sentences) + "." + src);
+        std::ofstream o(head);
+        std::string line;
+        for (int i = 0; i < decode_sentences && std::getline(in, line); ++i) o << line << "\n";
+        input = head.string();
+      }
       for (auto& name : split(decode_systems)) {
         auto it = std::find_if(kSystems.begin(), kSystems.end(), [&](const System& s) { return s.name == name; });
         if (it == kSystems.end()) throw thor::Error("--decode-systems: unknown system '" + name + "'");
@@ -223,6 +233,25 @@ int main(int argc, char** argv) {
           args.insert(args.end(), {"--resume", "--validate-interval-updates", "250", "--eval-max-sentences", "200"});
           run_child(args, out / "logs" / ("model-" + name + ".out"), out / "logs" / ("model-" + name + ".err"));
           std::ofstream(dir / "done") << decode_train_updates << "\n";
+        }
+        {  // memory over the model's training run: resident size at each log line
+          std::ifstream log(dir / "train_log.jsonl");
+          std::string line;
+          std::vector<std::pair<int64_t, double>> rss;
+          while (std::getline(log, line)) {
+            auto j = json::parse(line);
+            if (j.contains("rss_mb")) rss.emplace_back(j.at("update").get<int64_t>(), j.at("rss_mb").get<double>());
+          }
+          if (rss.size() >= 2) {
+            // from the second log line on (the first includes the allocator's warm-up)
+            auto first = rss[1], last = rss.back();
+            double hi = 0;
+            for (auto& r : rss) hi = std::max(hi, r.second);
+            memory_rows.push_back({{"system", name}, {"from_update", first.first}, {"to_update", last.first},
+                                   {"rss_mb_from", first.second}, {"rss_mb_to", last.second}, {"rss_mb_max", hi}});
+            THOR_LOG("bench") << name << " training RSS: " << first.second << " MB at update " << first.first << ", "
+                              << last.second << " MB at update " << last.first;
+          }
         }
         for (int beam : {1, 5}) {
           for (int batch : {1, 64}) {
@@ -257,6 +286,7 @@ int main(int argc, char** argv) {
     for (auto& r : train_rows) r["fraction_of_peak"] = r["gflop_s"].get<double>() / peak;
     report["train"] = train_rows;
     report["decode"] = decode_rows;
+    report["train_memory"] = memory_rows;
 
     std::ostringstream md;
     md << "Matmul peak (2048^3 sgemm, " << report["threads"].get<int>() << " threads, BLAS "
@@ -281,6 +311,13 @@ int main(int argc, char** argv) {
            << " | " << fmt(r["sent_s"], 1) << " | " << fmt(r["tgt_tok_s"]) << " | "
            << fmt(r["tokens_per_sentence"], 1) << " | " << fmt(r["ms_per_sentence"], 1) << " | "
            << fmt(r["peak_rss_mb"]) << " |\n";
+    }
+    if (!memory_rows.empty()) {
+      md << "\n| training run (transformer_tiny) | RSS MB at update | RSS MB at update | max RSS MB |\n|---|---|---|---|\n";
+      for (auto& r : memory_rows)
+        md << "| " << r["system"].get<std::string>() << " | " << fmt(r["rss_mb_from"]) << " @ "
+           << r["from_update"].get<int64_t>() << " | " << fmt(r["rss_mb_to"]) << " @ " << r["to_update"].get<int64_t>()
+           << " | " << fmt(r["rss_mb_max"]) << " |\n";
     }
     auto write = [&](const fs::path& p, const std::string& text) {
       auto tmp = p.string() + ".tmp";

@@ -1,8 +1,9 @@
 // The operation-class profile: classification of operator names, and the accounting
-// identity (class times add up to the wall time of the profiled span).
+// identity (class times add up to the wall time of the profiled span); resident size.
 #include <gtest/gtest.h>
 
 #include "thor/common/op_profile.h"
+#include "thor/common/runtime.h"
 #include "thor/ops/dropout.h"
 #include "thor/ops/gemm.h"
 
@@ -40,6 +41,19 @@ TEST(OpProfile, ClassesAddUpToTheWallTime) {
   EXPECT_GT(classes["matmul"], 0.0);
   EXPECT_GT(classes["dropout"], 0.0);
   EXPECT_FALSE(prof.top(3).empty());
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Runtime, ResidentSizeFollowsTouchedMemory) {
+  double before = thor::runtime::current_rss_mb();
+  EXPECT_GT(before, 1.0);
+  auto t = torch::ones({64 * 1024 * 1024});  // 256 MB, written
+  double after = thor::runtime::current_rss_mb();
+  EXPECT_GT(after - before, 200.0);
+  EXPECT_EQ(t.sum().item<double>(), 64.0 * 1024 * 1024);
 }
 
 }  // namespace

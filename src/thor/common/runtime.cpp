@@ -9,6 +9,7 @@
 #include <chrono>
 #include <mutex>
 #include <cstdlib>
+#include <fstream>
 #include <thread>
 #include <vector>
 
@@ -84,6 +85,13 @@ void set_cpu_rng_state(const torch::Tensor& state) {
   at::Generator gen = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_state(state);
+}
+
+double current_rss_mb() {
+  std::ifstream statm("/proc/self/statm");
+  long long pages_total = 0, pages_resident = 0;
+  if (!(statm >> pages_total >> pages_resident)) return 0.0;
+  return static_cast<double>(pages_resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
 }
 
 double measure_matmul_gflops(int64_t n, int reps, torch::Device device) {

@@ -32,6 +32,9 @@ std::string blas_core();
 torch::Tensor cpu_rng_state();
 void set_cpu_rng_state(const torch::Tensor& state);
 
+// Resident set size of this process now, in MB (/proc/self/statm; 0 where unavailable).
+double current_rss_mb();
+
 // Median GFLOP/s of an n^3 float matmul on the device.
 double measure_matmul_gflops(int64_t n, int reps, torch::Device device);
 

@@ -196,6 +196,7 @@ class Trainer {
                               {"lr", sched_.at(pos_.num_updates - 1)}, {"gnorm", int_gnorm / int_updates},
                               {"tgt_tok_s", int_tokens / secs}, {"src_tok_s", int_src_tokens / secs},
                               {"s_per_update", secs / int_updates}, {"gflop_s", int_flops / secs / 1e9},
+                              {"rss_mb", runtime::current_rss_mb()},
                               {"elapsed_s", elapsed()}};
           stats_.add_to(j, model_->expert_layer_names(), int_tokens);
           write_log(j, tty);
