@@ -56,8 +56,9 @@ TEST(Thor, StackedTwoPassEqualsTwoSeparatePasses) {
   thor::Transformer m(c);
   m->train();  // dropout is 0, so training mode is deterministic given the experts
   auto b = toy_batch();
-  // Pass 1 uses experts (0 at every expert layer), pass 2 (1, 0, 1, 1): pinned so that the
-  // separate passes below see exactly the draws of the stacked pass.
+  // Pass 1 uses experts (0 at every expert layer), pass 2 (1, 0, 1, 1), pinned so that the
+  // separate passes below see exactly the draws of the stacked pass; the second expert
+  // layer runs both passes as one product, the others split them.
   std::vector<int64_t> pass1 = {0, 0, 0, 0}, pass2 = {1, 0, 1, 1};
   ASSERT_EQ(m->expert_layers().size(), 4u);
   std::vector<std::vector<int64_t>> stacked;

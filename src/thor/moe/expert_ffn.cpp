@@ -56,11 +56,18 @@ torch::Tensor ExpertFFNImpl::expert_forward(const torch::Tensor& x2, int64_t e) 
 torch::Tensor ExpertFFNImpl::dispatch(const torch::Tensor& x2, const Routing& r, int64_t groups) {
   const int64_t N = x2.size(0), E = experts();
   if (!r.group_expert.empty()) {
-    // Whole groups of rows share one expert: contiguous slices, one product each.
+    // Whole groups of rows share one expert: contiguous slices, one product per run of
+    // consecutive groups with the same expert (THOR's two passes often draw the same one:
+    // then the layer runs one product over all rows, with no split and no concatenation).
     std::vector<torch::Tensor> parts;
     int64_t n = N / groups;
-    for (int64_t g = 0; g < groups; ++g) parts.push_back(expert_forward(x2.narrow(0, g * n, n), r.group_expert[g]));
-    return groups == 1 ? parts[0] : torch::cat(parts, 0);
+    for (int64_t g = 0; g < groups;) {
+      int64_t end = g + 1;
+      while (end < groups && r.group_expert[end] == r.group_expert[g]) ++end;
+      parts.push_back(expert_forward(x2.narrow(0, g * n, (end - g) * n), r.group_expert[g]));
+      g = end;
+    }
+    return parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
   }
   const int64_t k = r.expert.size(1);
   auto flat_e = r.expert.reshape({-1});                                                   // [N*k]
