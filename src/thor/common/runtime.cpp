@@ -94,22 +94,27 @@ double current_rss_mb() {
   return static_cast<double>(pages_resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
 }
 
+double median_gflops(const std::function<void()>& fn, double flops, int reps, bool cuda) {
+  fn();  // warm-up
+  std::vector<double> rates;
+  for (int i = 0; i < reps; ++i) {
+    if (cuda) torch::cuda::synchronize();
+    auto t0 = std::chrono::steady_clock::now();
+    fn();
+    if (cuda) torch::cuda::synchronize();
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rates.push_back(flops / s / 1e9);
+  }
+  std::sort(rates.begin(), rates.end());
+  return rates[rates.size() / 2];
+}
+
 double measure_matmul_gflops(int64_t n, int reps, torch::Device device) {
   torch::NoGradGuard ng;
   auto a = torch::randn({n, n}, torch::TensorOptions().device(device));
   auto b = torch::randn({n, n}, torch::TensorOptions().device(device));
-  auto c = torch::mm(a, b);  // warm-up
-  std::vector<double> rates;
-  for (int i = 0; i < reps; ++i) {
-    if (device.is_cuda()) torch::cuda::synchronize();
-    auto t0 = std::chrono::steady_clock::now();
-    torch::mm_out(c, a, b);
-    if (device.is_cuda()) torch::cuda::synchronize();
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    rates.push_back(2.0 * n * n * n / s / 1e9);
-  }
-  std::sort(rates.begin(), rates.end());
-  return rates[rates.size() / 2];
+  auto c = torch::empty({n, n}, a.options());
+  return median_gflops([&] { torch::mm_out(c, a, b); }, 2.0 * n * n * n, reps, device.is_cuda());
 }
 
 }  // namespace runtime

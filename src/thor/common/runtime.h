@@ -5,6 +5,7 @@
 //  * intra-op threads (LibTorch reports 1 here by default),
 //  * the compute device.
 #pragma once
+#include <functional>
 #include <string>
 #include <torch/torch.h>
 
@@ -34,6 +35,10 @@ void set_cpu_rng_state(const torch::Tensor& state);
 
 // Resident set size of this process now, in MB (/proc/self/statm; 0 where unavailable).
 double current_rss_mb();
+
+// Median GFLOP/s of `reps` timed calls of fn, each doing `flops` floating-point operations
+// (one untimed warm-up call first; CUDA synchronised around each call when cuda).
+double median_gflops(const std::function<void()>& fn, double flops, int reps, bool cuda = false);
 
 // Median GFLOP/s of an n^3 float matmul on the device.
 double measure_matmul_gflops(int64_t n, int reps, torch::Device device);

@@ -5,11 +5,11 @@
 #include <ATen/record_function.h>
 #include <dlfcn.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cstdlib>
-#include <vector>
 #include <cstring>
+#include <vector>
+
+#include "thor/common/runtime.h"
 
 namespace thor {
 
@@ -217,16 +217,7 @@ namespace thor {
 double measure_gemm_gflops(int64_t n, int reps) {
   torch::NoGradGuard ng;
   auto a = torch::randn({n, n}), b = torch::randn({n, n});
-  auto c = linear_in_out(a, b, torch::Tensor());  // warm-up
-  std::vector<double> rates;
-  for (int i = 0; i < reps; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    c = linear_in_out(a, b, torch::Tensor());
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    rates.push_back(2.0 * n * n * n / s / 1e9);
-  }
-  std::sort(rates.begin(), rates.end());
-  return rates[rates.size() / 2];
+  return runtime::median_gflops([&] { linear_in_out(a, b, torch::Tensor()); }, 2.0 * n * n * n, reps);
 }
 
 }  // namespace thor
