@@ -139,6 +139,9 @@ TEST(Batching, RespectsTokenBudgetAndCoversEverything) {
     EXPECT_EQ(batch.tgt_in[0][0].item<int64_t>(), 2);
     EXPECT_EQ(batch.tgt_out[0][ds.tgt_len(b[0])].item<int64_t>(), 3);
     EXPECT_EQ(batch.src[0][ds.src_len(b[0])].item<int64_t>(), 3);
+    // token counts equal the non-pad entries of the tensors
+    EXPECT_EQ(batch.src_tokens, batch.src.ne(0).sum().item<int64_t>());
+    EXPECT_EQ(batch.ntokens, batch.tgt_out.ne(0).sum().item<int64_t>());
   }
   for (size_t i = 0; i + 1 < ds.size(); ++i) EXPECT_EQ(seen[i], 1) << i;
   EXPECT_EQ(seen.back(), 0);

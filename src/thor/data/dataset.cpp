@@ -157,6 +157,7 @@ Batch collate(const Dataset& ds, const std::vector<int64_t>& idx, int64_t pad, i
     }
     to[r][lt] = eos;
     b.ntokens += lt + 1;
+    b.src_tokens += ls + 1;
   }
   b.nsentences = B;
   return b;

@@ -30,7 +30,8 @@ struct Batch {
   torch::Tensor src;      // [B, S] source ids + eos, right-padded
   torch::Tensor tgt_in;   // [B, T] bos + target ids, right-padded
   torch::Tensor tgt_out;  // [B, T] target ids + eos, right-padded
-  int64_t ntokens = 0;    // non-pad target tokens
+  int64_t ntokens = 0;     // non-pad target tokens
+  int64_t src_tokens = 0;  // non-pad source tokens
   int64_t nsentences = 0;
   Batch to(const torch::Device& d) const;
 };

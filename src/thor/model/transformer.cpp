@@ -126,7 +126,12 @@ TransformerImpl::TransformerImpl(const ModelConfig& c) : cfg_(c) {
     bool moe = c.has_experts(i);
     decoder_layers->push_back(DecoderLayer(c, moe ? c.num_experts : 1, moe ? num_expert_layers_++ : -1));
   }
-  for (auto& l : expert_layers()) stochastic_experts_ = stochastic_experts_ || l->stochastic();
+  // The expert layers, in order, once: the trainer asks for them every batch.
+  for (auto& m : *encoder_layers)
+    if (auto f = m->as<EncoderLayerImpl>()->ffn; f->experts() > 1) expert_layers_.push_back(f);
+  for (auto& m : *decoder_layers)
+    if (auto f = m->as<DecoderLayerImpl>()->ffn; f->experts() > 1) expert_layers_.push_back(f);
+  for (auto& l : expert_layers_) stochastic_experts_ = stochastic_experts_ || l->stochastic();
   if (c.pre_norm) {
     encoder_norm = register_module("encoder_norm", layer_norm(c.d_model));
     decoder_norm = register_module("decoder_norm", layer_norm(c.d_model));
@@ -172,15 +177,6 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& src, const torch::Te
 void TransformerImpl::set_expert_select(ExpertSelect select, int64_t fixed_expert) {
   ctx_.select = select;
   ctx_.fixed_expert = fixed_expert;
-}
-
-std::vector<ExpertFFN> TransformerImpl::expert_layers() const {
-  std::vector<ExpertFFN> out;
-  for (auto& m : *encoder_layers)
-    if (auto f = m->as<EncoderLayerImpl>()->ffn; f->experts() > 1) out.push_back(f);
-  for (auto& m : *decoder_layers)
-    if (auto f = m->as<DecoderLayerImpl>()->ffn; f->experts() > 1) out.push_back(f);
-  return out;
 }
 
 std::vector<std::string> TransformerImpl::expert_layer_names() const {

@@ -80,7 +80,7 @@ class TransformerImpl : public torch::nn::Module {
   // Pins stochastic experts: pinned[l][g] = expert of row group g at expert layer l ({} = draw).
   void pin_experts(std::vector<std::vector<int64_t>> pinned) { ctx_.pinned = std::move(pinned); }
   // Expert layers in order (encoder, then decoder); empty for a dense model.
-  std::vector<ExpertFFN> expert_layers() const;
+  const std::vector<ExpertFFN>& expert_layers() const { return expert_layers_; }
   std::vector<std::string> expert_layer_names() const;
 
   torch::nn::Embedding encoder_embed{nullptr}, decoder_embed{nullptr};
@@ -94,6 +94,7 @@ class TransformerImpl : public torch::nn::Module {
   ModelConfig cfg_;
   RoutingContext ctx_;
   int64_t num_expert_layers_ = 0;
+  std::vector<ExpertFFN> expert_layers_;
   bool stochastic_experts_ = false;
   torch::Tensor positions_;  // [max_positions + 1, C] sinusoids (buffer)
 };

@@ -168,7 +168,7 @@ class Trainer {
           RECORD_FUNCTION("thor::data", std::vector<c10::IValue>());
           auto b = collate(train_, batches_[order[i]], cfg.pad_id, cfg.bos_id, cfg.eos_id);
           ntok += b.ntokens;
-          int_src_tokens += b.src.ne(cfg.pad_id).sum().item<int64_t>();
+          int_src_tokens += b.src_tokens;
           int_flops += training_flops(cfg, b.src.size(0), b.src.size(1), b.tgt_in.size(1), two_pass_);
           group.push_back(b.to(device_));
         }
