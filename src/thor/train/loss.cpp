@@ -45,22 +45,19 @@ struct BlockSums {
 };
 
 BlockSums loss_block(const std::vector<torch::Tensor>& z, const torch::Tensor& tgt, const torch::Tensor& keep,
-                     std::vector<torch::Tensor>& grad, double eps, double alpha) {
+                     std::vector<torch::Tensor>& grad, double eps, double alpha, int64_t pad) {
   const auto V = z[0].size(1);
   const double eps_i = V > 1 ? eps / static_cast<double>(V - 1) : 0.0;
   const double hit = 1.0 - eps - eps_i;
-  auto t = tgt.unsqueeze(1);
   BlockSums s;
   std::vector<torch::Tensor> lp, p;
   for (size_t g = 0; g < z.size(); ++g) {
     lp.push_back(torch::log_softmax(z[g].to(torch::kFloat), 1));
     p.push_back(lp[g].exp());
-    auto nll = -(lp[g].gather(1, t).squeeze(1) * keep).sum();
-    auto smooth = -(lp[g].sum(1) * keep).sum();
-    s.nll += nll.item<double>();
-    s.ls += hit * nll.item<double>() + eps_i * smooth.item<double>();
+    auto ce = label_smoothed_nll_lprobs(lp[g], tgt, eps, pad);
+    s.nll += ce.nll.item<double>();
+    s.ls += ce.loss.item<double>();
   }
-  std::vector<torch::Tensor> coef(z.size());
   if (z.size() == 2) {
     auto d = lp[0] - lp[1];
     auto kl_pq = (p[0] * d).sum(1, true), kl_qp = -(p[1] * d).sum(1, true);
@@ -73,11 +70,10 @@ BlockSums loss_block(const std::vector<torch::Tensor>& z, const torch::Tensor& t
   } else {
     grad[0].copy_(p[0]);
   }
+  auto t = tgt.unsqueeze(1);
+  auto minus_hit = torch::full(t.sizes(), -hit, grad[0].options());
   auto k = keep.unsqueeze(1);
-  for (size_t g = 0; g < z.size(); ++g) {
-    grad[g].sub_(eps_i).scatter_add_(1, t, torch::full_like(t, -hit, grad[g].options()));
-    grad[g].mul_(k);
-  }
+  for (size_t g = 0; g < z.size(); ++g) grad[g].sub_(eps_i).scatter_add_(1, t, minus_hit).mul_(k);
   return s;
 }
 
@@ -110,7 +106,7 @@ class FusedLoss : public torch::autograd::Function<FusedLoss> {
           gs.push_back(grad.narrow(0, g * N + r0, n));
         }
         sums[static_cast<size_t>(b)] =
-            loss_block(zs, tgt.narrow(0, r0, n), keep.narrow(0, r0, n), gs, eps, groups == 2 ? alpha : 0.0);
+            loss_block(zs, tgt.narrow(0, r0, n), keep.narrow(0, r0, n), gs, eps, groups == 2 ? alpha : 0.0, pad);
       }
     };
     if (cpu)
