@@ -37,56 +37,6 @@ bool fast_path(const torch::Tensor& x, const torch::Tensor& w) {
          w.scalar_type() == torch::kFloat && x.numel() > 0;
 }
 
-// C [M, N] = op(A) op(B) (+ C when accumulate); operands contiguous row-major.
-void sgemm(bool ta, bool tb, const torch::Tensor& A, const torch::Tensor& B, torch::Tensor& C, bool accumulate) {
-  const int64_t M = C.size(0), N = C.size(1), K = ta ? A.size(0) : A.size(1);
-  int status = onednn_sgemm()(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, 1.0f, A.data_ptr<float>(), A.size(1),
-                              B.data_ptr<float>(), B.size(1), accumulate ? 1.0f : 0.0f, C.data_ptr<float>(), N);
-  TORCH_CHECK(status == 0, "dnnl_sgemm failed with status ", status);
-}
-
-// y = x op(W) + b, W transposed when w_out_in (W [out, in]).
-class Gemm : public torch::autograd::Function<Gemm> {
- public:
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x_in,
-                               const torch::Tensor& w_in, const torch::Tensor& b, bool w_out_in) {
-    RECORD_FUNCTION("thor::gemm", std::vector<c10::IValue>());
-    auto x = x_in.contiguous(), w = w_in.contiguous();
-    const int64_t out = w_out_in ? w.size(0) : w.size(1);
-    const bool has_bias = b.numel() > 0;  // no bias: an empty tensor (LibTorch 1.13 rejects undefined inputs)
-    auto y = torch::empty({x.size(0), out}, x.options());
-    if (has_bias) y.copy_(b.expand({x.size(0), out}));
-    sgemm(false, w_out_in, x, w, y, has_bias);
-    ctx->save_for_backward({x, w});
-    ctx->saved_data["w_out_in"] = w_out_in;
-    ctx->saved_data["has_bias"] = has_bias;
-    return y;
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grad) {
-    RECORD_FUNCTION("thor::gemm_backward", std::vector<c10::IValue>());
-    auto saved = ctx->get_saved_variables();
-    auto x = saved[0], w = saved[1];
-    bool w_out_in = ctx->saved_data["w_out_in"].toBool();
-    auto gy = grad[0].contiguous();
-    torch::Tensor gx, gw, gb;
-    if (ctx->needs_input_grad(0)) {  // gx [M, in] = gy op(W)^T
-      gx = torch::empty_like(x);
-      sgemm(false, !w_out_in, gy, w, gx, false);
-    }
-    if (ctx->needs_input_grad(1)) {  // W [out, in]: gy^T x ; W [in, out]: x^T gy
-      gw = torch::empty_like(w);
-      if (w_out_in)
-        sgemm(true, false, gy, x, gw, false);
-      else
-        sgemm(true, false, x, gy, gw, false);
-    }
-    if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)) gb = gy.sum(0);
-    return {gx, gw, gb, torch::Tensor()};
-  }
-};
-
 // A matrix operand as sgemm sees it: row-major with leading dimension ld, transposed or not.
 struct MatView {
   bool trans = false;
@@ -103,6 +53,12 @@ bool mat_view(const torch::Tensor& t, MatView* v) {
     return true;
   }
   return false;
+}
+
+// The operand itself when sgemm can read it in place, else a contiguous copy.
+torch::Tensor prepare(const torch::Tensor& t) {
+  MatView v;
+  return mat_view(t, &v) ? t : t.contiguous();
 }
 
 // Offsets (in elements) of every matrix of t's leading dimensions, row-major batch order.
@@ -122,29 +78,72 @@ std::vector<int64_t> batch_offsets(const torch::Tensor& t) {
   return off;
 }
 
-// c (contiguous [..., M, N]) = a b, both viewed by mat_view.
-void batched_sgemm(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c) {
+// The one call into oneDNN: c (contiguous [..., M, N]) = a b, plus c when accumulate, for
+// a [..., M, K] and b [..., K, N] with the same leading dimensions, each matrix a strided
+// or transposed view (prepared). One matrix: sgemm threads it; several: one sgemm per
+// matrix, the matrices in parallel.
+void sgemm(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c, bool accumulate = false) {
   MatView va, vb;
-  TORCH_CHECK(mat_view(a, &va) && mat_view(b, &vb), "batched_sgemm: unsupported layout");
+  TORCH_CHECK(mat_view(a, &va) && mat_view(b, &vb), "sgemm: unsupported operand layout");
   const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
   auto oa = batch_offsets(a), ob = batch_offsets(b);
   const float* pa = a.data_ptr<float>();
   const float* pb = b.data_ptr<float>();
   float* pc = c.data_ptr<float>();
-  auto fn = onednn_sgemm();
-  at::parallel_for(0, static_cast<int64_t>(oa.size()), 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      int status = fn(va.trans ? 'T' : 'N', vb.trans ? 'T' : 'N', M, N, K, 1.0f, pa + oa[static_cast<size_t>(i)], va.ld,
-                      pb + ob[static_cast<size_t>(i)], vb.ld, 0.0f, pc + i * M * N, N);
-      TORCH_CHECK(status == 0, "dnnl_sgemm failed with status ", status);
-    }
+  auto one = [&](int64_t i) {
+    int status = onednn_sgemm()(va.trans ? 'T' : 'N', vb.trans ? 'T' : 'N', M, N, K, 1.0f,
+                                pa + oa[static_cast<size_t>(i)], va.ld, pb + ob[static_cast<size_t>(i)], vb.ld,
+                                accumulate ? 1.0f : 0.0f, pc + i * M * N, N);
+    TORCH_CHECK(status == 0, "dnnl_sgemm failed with status ", status);
+  };
+  const auto count = static_cast<int64_t>(oa.size());
+  if (count == 1) return one(0);
+  at::parallel_for(0, count, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) one(i);
   });
 }
 
-torch::Tensor prepare(const torch::Tensor& t) {
-  MatView v;
-  return mat_view(t, &v) ? t : t.contiguous();
-}
+// y = x op(W) + b, with op(W) = W^T when w_out_in (W [out, in]), else W [in, out].
+class Gemm : public torch::autograd::Function<Gemm> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x_in,
+                               const torch::Tensor& w_in, const torch::Tensor& b, bool w_out_in) {
+    RECORD_FUNCTION("thor::gemm", std::vector<c10::IValue>());
+    auto x = prepare(x_in), w = prepare(w_in);
+    auto op_w = w_out_in ? w.t() : w;
+    const bool has_bias = b.numel() > 0;  // no bias: an empty tensor (LibTorch 1.13 rejects undefined inputs)
+    auto y = torch::empty({x.size(0), op_w.size(1)}, x.options());
+    if (has_bias) y.copy_(b.expand(y.sizes()));
+    sgemm(x, op_w, y, has_bias);
+    ctx->save_for_backward({x, w});
+    ctx->saved_data["w_out_in"] = w_out_in;
+    ctx->saved_data["has_bias"] = has_bias;
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    RECORD_FUNCTION("thor::gemm_backward", std::vector<c10::IValue>());
+    auto saved = ctx->get_saved_variables();
+    auto x = saved[0], w = saved[1];
+    bool w_out_in = ctx->saved_data["w_out_in"].toBool();
+    auto gy = grad[0].contiguous();
+    torch::Tensor gx, gw, gb;
+    if (ctx->needs_input_grad(0)) {  // gx = gy op(W)^T
+      gx = torch::empty(x.sizes(), x.options());
+      sgemm(gy, w_out_in ? w : w.t(), gx);
+    }
+    if (ctx->needs_input_grad(1)) {  // W [out, in]: gy^T x ; W [in, out]: x^T gy
+      gw = torch::empty(w.sizes(), w.options());
+      if (w_out_in)
+        sgemm(gy.t(), x, gw);
+      else
+        sgemm(x.t(), gy, gw);
+    }
+    if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)) gb = gy.sum(0);
+    return {gx, gw, gb, torch::Tensor()};
+  }
+};
 
 class BatchedMatmul : public torch::autograd::Function<BatchedMatmul> {
  public:
@@ -155,7 +154,7 @@ class BatchedMatmul : public torch::autograd::Function<BatchedMatmul> {
     auto shape = a.sizes().vec();
     shape.back() = b.size(-1);
     auto c = torch::empty(shape, a.options());
-    batched_sgemm(a, b, c);
+    sgemm(a, b, c);
     ctx->save_for_backward({a, b});
     return c;
   }
@@ -169,11 +168,11 @@ class BatchedMatmul : public torch::autograd::Function<BatchedMatmul> {
     torch::Tensor ga, gb;
     if (ctx->needs_input_grad(0)) {  // ga = gc b^T
       ga = torch::empty(a.sizes(), a.options());
-      batched_sgemm(gc, b.transpose(-1, -2), ga);
+      sgemm(gc, b.transpose(-1, -2), ga);
     }
     if (ctx->needs_input_grad(1)) {  // gb = a^T gc
       gb = torch::empty(b.sizes(), b.options());
-      batched_sgemm(a.transpose(-1, -2), gc, gb);
+      sgemm(a.transpose(-1, -2), gc, gb);
     }
     return {ga, gb};
   }
