@@ -22,17 +22,17 @@ struct DecoderState {
 // [i * beam, (i + 1) * beam) must all come from one old sentence, which becomes sentence i.
 inline void reorder_state(DecoderState& st, const torch::Tensor& index, int64_t beam) {
   TORCH_CHECK(beam >= 1 && index.numel() % beam == 0, "reorder_state: rows must come in blocks of beam");
+  auto rows = index.to(torch::kCPU).contiguous();
+  auto is_identity = [](const torch::Tensor& idx, int64_t n) {
+    return idx.numel() == n && torch::equal(idx, torch::arange(n, idx.options()));
+  };
   if (!st.sentences.empty()) {
-    auto sent = index.to(torch::kCPU).contiguous().view({-1, beam}).select(1, 0).div(st.beam, "floor");
-    auto n = st.sentences.begin()->second.size(0);
-    if (sent.size(0) != n || !torch::equal(sent, torch::arange(n, sent.options())))
+    auto sent = rows.view({-1, beam}).select(1, 0).div(st.beam, "floor");
+    if (!is_identity(sent, st.sentences.begin()->second.size(0)))
       for (auto& kv : st.sentences) kv.second = kv.second.index_select(0, sent.to(kv.second.device()));
   }
   // Greedy search keeps every row in place until a sentence finishes: no copy then.
-  auto cpu_index = index.to(torch::kCPU);
-  bool identity = !st.rows.empty() && cpu_index.numel() == st.rows.begin()->second.size(0) &&
-                  torch::equal(cpu_index, torch::arange(cpu_index.numel(), cpu_index.options()));
-  if (!identity)
+  if (!st.rows.empty() && !is_identity(rows, st.rows.begin()->second.size(0)))
     for (auto& kv : st.rows) kv.second = kv.second.index_select(0, index.to(kv.second.device()));
   st.beam = beam;
 }
