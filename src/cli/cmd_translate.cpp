@@ -60,9 +60,7 @@ void add_translate(CLI::App& app, Common& common) {
     auto out = translate_lines(lm.model, lm.vocab, lines, o, dev);
     if (prof) {
       prof->stop();
-      std::string top;
-      for (auto& [name, secs] : prof->top(12)) top += "  " + name + " " + std::to_string(secs) + " s\n";
-      THOR_LOG("profile") << prof->wall_s() << " s\n" << prof->table() << "top operators by self time:\n" << top;
+      THOR_LOG("profile") << prof->wall_s() << " s\n" << prof->table();
     }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     int64_t tokens = 0;

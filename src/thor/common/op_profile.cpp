@@ -100,9 +100,11 @@ void OpProfile::stop() {
 }
 
 std::string OpProfile::classify(const std::string& n) {
-  if (has(n, "thor::gemm") || has(n, "matmul") || has(n, "::mm") || has(n, "::bmm") || has(n, "::addmm") || has(n, "::matmul") ||
-      has(n, "::linear") || has(n, "::baddbmm") || has(n, "MmBackward") || has(n, "AddmmBackward") ||
-      has(n, "Gemm") || has(n, "BmmBackward"))
+  // thor's products (thor::gemm*, thor::batched_matmul*, their Gemm/BatchedMatmul nodes)
+  // and LibTorch's (aten::mm/bmm/addmm/baddbmm/matmul/linear and their backward nodes)
+  if (has(n, "gemm") || has(n, "Gemm") || has(n, "matmul") || has(n, "Matmul") || has(n, "::mm") ||
+      has(n, "::bmm") || has(n, "::addmm") || has(n, "::baddbmm") || has(n, "mmBackward") || has(n, "MmBackward") ||
+      has(n, "::linear"))
     return "matmul";
   if (has(n, "thor::loss") || has(n, "FusedLoss")) return "loss";
   if (has(n, "thor::optimizer")) return "optimizer";
@@ -110,7 +112,6 @@ std::string OpProfile::classify(const std::string& n) {
   if (has(n, "softmax") || has(n, "Softmax") || has(n, "masked_fill") || has(n, "MaskedFill")) return "attention softmax/mask";
   if (has(n, "layer_norm") || has(n, "LayerNorm")) return "layer norm";
   if (has(n, "dropout") || has(n, "bernoulli") || has(n, "Dropout")) return "dropout";
-  if (has(n, "thor::experts")) return "expert routing";
   if (has(n, "cat") || has(n, "Cat") || has(n, "copy") || has(n, "contiguous") || has(n, "clone") ||
       has(n, "index") || has(n, "Index") || has(n, "reshape") || has(n, "view") || has(n, "transpose") ||
       has(n, "Transpose") || has(n, "select") || has(n, "Select") || has(n, "narrow") || has(n, "empty"))
@@ -147,14 +148,23 @@ nlohmann::json OpProfile::to_json(size_t top_n) const {
   return j;
 }
 
-std::string OpProfile::table() const {
+std::string OpProfile::table(size_t top_n) const {
   auto classes = by_class();
   std::vector<std::pair<std::string, double>> v(classes.begin(), classes.end());
   std::sort(v.begin(), v.end(), [](auto& a, auto& b) { return a.second > b.second; });
   std::string out = "| class | seconds | share |\n|---|---|---|\n";
-  char buf[256];
+  char buf[512];
+  auto share = [&](double secs) { return 100.0 * secs / std::max(1e-9, wall_s_); };
   for (auto& [name, secs] : v) {
-    std::snprintf(buf, sizeof buf, "| %s | %.3f | %.1f%% |\n", name.c_str(), secs, 100.0 * secs / std::max(1e-9, wall_s_));
+    std::snprintf(buf, sizeof buf, "| %s | %.3f | %.1f%% |\n", name.c_str(), secs, share(secs));
+    out += buf;
+  }
+  if (top_n == 0) return out;
+  out += "\n| operator | calls | self seconds | share |\n|---|---|---|---|\n";
+  for (auto& [name, secs] : top(top_n)) {
+    auto c = state().calls.find(name);
+    std::snprintf(buf, sizeof buf, "| %s | %lld | %.3f | %.1f%% |\n", name.c_str(),
+                  static_cast<long long>(c == state().calls.end() ? 0 : c->second), secs, share(secs));
     out += buf;
   }
   return out;

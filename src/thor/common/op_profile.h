@@ -25,7 +25,8 @@ class OpProfile {
   // The n names with the most self time.
   std::vector<std::pair<std::string, double>> top(size_t n) const;
   nlohmann::json to_json(size_t top_n = 15) const;
-  std::string table() const;  // Markdown
+  // Markdown: seconds per class, then the top_n operators by self time (0: classes only).
+  std::string table(size_t top_n = 12) const;
 
   static std::string classify(const std::string& name);
 
