@@ -11,9 +11,26 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "thor/common/config.h"
 #include "thor/data/prepare.h"
 
 namespace thor::testing {
+
+// A Transformer small enough for exact comparisons: 40 tokens, 2 + 2 layers of width d
+// (FFN 2d), shared embeddings. Tests set what they exercise on top.
+inline thor::ModelConfig small_model_config(int64_t d_model, int64_t heads, double dropout) {
+  thor::ModelConfig c;
+  c.vocab_size = 40;
+  c.d_model = d_model;
+  c.ffn_dim = 2 * d_model;
+  c.heads = heads;
+  c.encoder_layers = 2;
+  c.decoder_layers = 2;
+  c.dropout = dropout;
+  c.share_all_embeddings = true;
+  c.max_positions = 64;
+  return c;
+}
 
 inline std::filesystem::path temp_dir(const std::string& name) {
   auto base = std::filesystem::temp_directory_path() /

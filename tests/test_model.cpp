@@ -16,17 +16,8 @@ using thor::Transformer;
 namespace {
 
 ModelConfig small_config(bool pre_norm) {
-  ModelConfig c;
-  c.vocab_size = 40;
-  c.d_model = 32;
-  c.ffn_dim = 64;
-  c.heads = 4;
-  c.encoder_layers = 2;
-  c.decoder_layers = 2;
-  c.dropout = 0.2;  // must be inactive in eval mode
+  auto c = thor::testing::small_model_config(32, 4, 0.2);  // dropout must be inactive in eval mode
   c.pre_norm = pre_norm;
-  c.share_all_embeddings = true;
-  c.max_positions = 64;
   return c;
 }
 

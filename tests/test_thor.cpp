@@ -20,16 +20,7 @@ namespace fs = std::filesystem;
 namespace {
 
 thor::ModelConfig thor_config(int64_t experts, const std::string& router = "thor") {
-  thor::ModelConfig c;
-  c.vocab_size = 40;
-  c.d_model = 16;
-  c.ffn_dim = 32;
-  c.heads = 2;
-  c.encoder_layers = 2;
-  c.decoder_layers = 2;
-  c.dropout = 0.0;
-  c.share_all_embeddings = true;
-  c.max_positions = 64;
+  auto c = thor::testing::small_model_config(16, 2, 0.0);
   c.num_experts = experts;
   c.router = router;
   return c;
