@@ -87,6 +87,12 @@ const std::vector<System> kSystems = {
     {"switch4", {"--num-experts", "4", "--router", "switch"}},
 };
 
+const System& find_system(const std::string& name, const std::string& option) {
+  auto it = std::find_if(kSystems.begin(), kSystems.end(), [&](const System& s) { return s.name == name; });
+  if (it == kSystems.end()) throw thor::Error(option + ": unknown system '" + name + "' (dense, thor2, switch4)");
+  return *it;
+}
+
 std::vector<std::string> split(const std::string& s) {
   std::vector<std::string> out;
   std::stringstream ss(s);
@@ -178,11 +184,10 @@ int main(int argc, char** argv) {
     if (!skip_train) {
       for (auto& arch : split(archs)) {
         for (auto& name : split(systems)) {
-          auto it = std::find_if(kSystems.begin(), kSystems.end(), [&](const System& s) { return s.name == name; });
-          if (it == kSystems.end()) throw thor::Error("--systems: unknown system '" + name + "'");
+          const System& sys = find_system(name, "--systems");
           fs::path dir = out / "train" / (arch + "-" + name);
           fs::remove_all(dir);
-          auto args = train_args(arch, *it, dir, warmup + updates, 1);
+          auto args = train_args(arch, sys, dir, warmup + updates, 1);
           // one quick validation at the very end only
           args.insert(args.end(), {"--validate-interval-updates", "1000000", "--eval-max-sentences", "5",
                                    "--eval-beam", "1"});
@@ -223,13 +228,12 @@ int main(int argc, char** argv) {
         input = head.string();
       }
       for (auto& name : split(decode_systems)) {
-        auto it = std::find_if(kSystems.begin(), kSystems.end(), [&](const System& s) { return s.name == name; });
-        if (it == kSystems.end()) throw thor::Error("--decode-systems: unknown system '" + name + "'");
+        const System& sys = find_system(name, "--decode-systems");
         fs::path dir = out / "models" / ("transformer_tiny-" + name);
         fs::path model = dir / "checkpoint_last.pt";
         if (!fs::exists(model) || !fs::exists(dir / "done")) {
           // resumable: a run cut short continues from its last checkpoint
-          auto args = train_args("transformer_tiny", *it, dir, decode_train_updates, 50);
+          auto args = train_args("transformer_tiny", sys, dir, decode_train_updates, 50);
           args.insert(args.end(), {"--resume", "--validate-interval-updates", "250", "--eval-max-sentences", "200"});
           run_child(args, out / "logs" / ("model-" + name + ".out"), out / "logs" / ("model-" + name + ".err"));
           std::ofstream(dir / "done") << decode_train_updates << "\n";

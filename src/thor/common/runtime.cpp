@@ -7,9 +7,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <mutex>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
 #include <thread>
 #include <vector>
 
