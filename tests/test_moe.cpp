@@ -17,13 +17,10 @@
 namespace {
 
 thor::ModelConfig moe_config(const std::string& router, int64_t experts) {
-  thor::ModelConfig c;
+  auto c = thor::testing::small_model_config(8, 2, 0.0);  // layer-level tests: width 8, FFN 16
   c.vocab_size = 50;
-  c.d_model = 8;
-  c.ffn_dim = 16;
   c.num_experts = experts;
   c.router = router;
-  c.activation_dropout = 0.0;
   return c;
 }
 
