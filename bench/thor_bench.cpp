@@ -184,7 +184,7 @@ int main(int argc, char** argv) {
     if (!skip_train) {
       for (auto& arch : split(archs)) {
         for (auto& name : split(systems)) {
-          const System& sys = find_system(name, "--systems");
+          const System sys = find_system(name, "--systems");
           fs::path dir = out / "train" / (arch + "-" + name);
           fs::remove_all(dir);
           auto args = train_args(arch, sys, dir, warmup + updates, 1);
@@ -228,7 +228,7 @@ int main(int argc, char** argv) {
         input = head.string();
       }
       for (auto& name : split(decode_systems)) {
-        const System& sys = find_system(name, "--decode-systems");
+        const System sys = find_system(name, "--decode-systems");
         fs::path dir = out / "models" / ("transformer_tiny-" + name);
         fs::path model = dir / "checkpoint_last.pt";
         if (!fs::exists(model) || !fs::exists(dir / "done")) {

@@ -8,77 +8,58 @@
 # systems run SEEDS seeds (default "1 2"). Test BLEU: best checkpoint by valid BLEU, beam 5;
 # for THOR also each single expert, ensemble, merge, token- and sentence-level selection.
 # Results: OUT_DIR/results.tsv and OUT_DIR/results.md. Runs on CPU or, unchanged, on a GPU.
+# JOBS=N (default 1) runs up to N independent trainings / evaluations at once, each with
+# nproc/N CPU threads: for a GPU (small models leave it mostly idle) or a many-core CPU.
 set -euo pipefail
 data=${1:?usage: thor_multi30k.sh DATA_DIR [OUT_DIR]}
 out=${2:-runs/thor-multi30k}
-root=$(cd "$(dirname "$0")/.." && pwd)
-thor=${THOR_BIN:-$root/build/thor}  # THOR_BIN: a frozen copy, so rebuilding cannot disturb a long study
-max_update=${MAX_UPDATE:-600}
-warmup=${WARMUP:-200}
 seeds=${SEEDS:-"1 2"}
-mkdir -p "$out"
-[ -x "$thor" ] || bash "$root/scripts/build.sh" --target thor thor_spm_shim
-
-[ -s "$out/data/meta.json" ] || "$thor" prepare -s en -t de --trainpref "$data/train" \
-  --validpref "$data/valid" --testpref "$data/test_2016_flickr" --destdir "$out/data" --vocab-size ${VOCAB:-8000}
-
-common=(--arch transformer_tiny --share-all-embeddings --dropout 0.3 --lr 1e-3 --warmup-updates "$warmup"
-        --weight-decay 1e-4 --max-tokens 4096 --max-update "$max_update"
-        --validate-interval-updates $(( (max_update + 3) / 4 ))
-        --eval-beam 4 --eval-max-sentences 400 --no-progress --device auto)
-
-train() {  # name seed extra-args...
-  local name=$1 seed=$2; shift 2
-  local dir="$out/$name-s$seed"
-  if [ ! -s "$dir/done" ]; then
-    echo "[experiments] $(date +%T) training $name seed $seed" >&2
-    "$thor" train "$out/data" "${common[@]}" --seed "$seed" --save-dir "$dir" --resume "$@" 2>> "$dir.log" || {
-      echo "training $name seed $seed failed; see $dir.log" >&2; exit 1; }
-    grep '"elapsed_s"' "$dir/train_log.jsonl" | tail -1 | sed 's/.*"elapsed_s":\([0-9.]*\).*/\1/' \
-      | awk '{printf "%.0f\n", $1}' > "$dir/done"
-  fi
-}
+source "$(dirname "$0")/common.sh"
 
 bleu() {  # checkpoint extra-translate-args... -> BLEU on test
-  "$thor" translate --model "$1" --beam 5 --input "$data/test_2016_flickr.en" "${@:2}" 2>/dev/null \
+  "$thor" "${threads[@]}" translate --model "$1" --beam 5 --input "$data/test_2016_flickr.en" "${@:2}" 2>/dev/null \
     | "$thor" score "$data/test_2016_flickr.de" | awk '/^BLEU = / {print $3}'
 }
 
-valid_bleu() { grep '"valid_bleu"' "$1/train_log.jsonl" | sed 's/.*"best":\([0-9.]*\).*/\1/' | tail -1; }
 
 # dense first: with seed 1 of every system done early, an interrupted study is still useful
 first_seed=${seeds%% *}
-train dense "$first_seed"
+spawn train dense "$first_seed"
 
 # alpha on valid (first seed)
+for a in 1 5; do spawn train "thor2-a$a" "$first_seed" --num-experts 2 --router thor --consistency-alpha "$a"; done
+barrier
 best_alpha=5; best=-1
 for a in 1 5; do
-  train "thor2-a$a" "$first_seed" --num-experts 2 --router thor --consistency-alpha "$a"
   v=$(valid_bleu "$out/thor2-a$a-s$first_seed")
   if awk "BEGIN{exit !($v > $best)}"; then best=$v; best_alpha=$a; fi
 done
 echo "[experiments] alpha chosen on valid: $best_alpha (valid BLEU $best)" >&2
 
-printf "system\tseed\tupdates\twall_s\tvalid_bleu\ttest_bleu\textra\n" > "$out/results.tsv"
+systems=(dense switch4 "thor2-a$best_alpha" "thor4-a$best_alpha")
 for s in $seeds; do
-  train dense "$s"
-  train switch4 "$s" --num-experts 4 --router switch
-  train "thor2-a$best_alpha" "$s" --num-experts 2 --router thor --consistency-alpha "$best_alpha"
-  train "thor4-a$best_alpha" "$s" --num-experts 4 --router thor --consistency-alpha "$best_alpha"
-  for sys in dense switch4 "thor2-a$best_alpha" "thor4-a$best_alpha"; do
-    dir="$out/$sys-s$s"
-    ck="$dir/checkpoint_best.pt"
-    extra=""
-    main=$(bleu "$ck")
-    if [[ $sys == thor* ]]; then
-      e=${sys:4:1}
-      for k in $(seq 0 $((e - 1))); do extra+="fixed:$k=$(bleu "$ck" --expert-select "fixed:$k") "; done
-      for sel in token ensemble merge; do extra+="$sel=$(bleu "$ck" --expert-select $sel) "; done
-    fi
-    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$sys" "$s" "$max_update" "$(cat "$dir/done")" \
-      "$(valid_bleu "$dir")" "$main" "$extra" >> "$out/results.tsv"
-  done
+  spawn train dense "$s"
+  spawn train switch4 "$s" --num-experts 4 --router switch
+  spawn train "thor2-a$best_alpha" "$s" --num-experts 2 --router thor --consistency-alpha "$best_alpha"
+  spawn train "thor4-a$best_alpha" "$s" --num-experts 4 --router thor --consistency-alpha "$best_alpha"
 done
+barrier
+
+row() {  # system seed -> $out/system-sSEED.row: one results.tsv line
+  local sys=$1 s=$2 dir="$out/$1-s$2" extra="" main e k sel
+  main=$(bleu "$dir/checkpoint_best.pt")
+  if [[ $sys == thor* ]]; then
+    e=${sys:4:1}
+    for k in $(seq 0 $((e - 1))); do extra+="fixed:$k=$(bleu "$dir/checkpoint_best.pt" --expert-select "fixed:$k") "; done
+    for sel in token ensemble merge; do extra+="$sel=$(bleu "$dir/checkpoint_best.pt" --expert-select $sel) "; done
+  fi
+  printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$sys" "$s" "$max_update" "$(cat "$dir/done")" \
+    "$(valid_bleu "$dir")" "$main" "$extra" > "$dir.row.tmp" && mv "$dir.row.tmp" "$dir.row"
+}
+for s in $seeds; do for sys in "${systems[@]}"; do spawn row "$sys" "$s"; done; done
+barrier
+printf "system\tseed\tupdates\twall_s\tvalid_bleu\ttest_bleu\textra\n" > "$out/results.tsv"
+for s in $seeds; do for sys in "${systems[@]}"; do cat "$out/$sys-s$s.row" >> "$out/results.tsv"; done; done
 
 # mean and spread per system
 awk -F'\t' 'NR > 1 { n[$1]++; s[$1] += $6; ss[$1] += $6 * $6; w[$1] += $4

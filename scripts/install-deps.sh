@@ -5,7 +5,7 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PKGS=(
-  build-essential cmake ninja-build pkg-config
+  build-essential cmake ninja-build
   libtorch-dev
   libopenblas0-openmp
   libsentencepiece-dev sentencepiece
