@@ -114,7 +114,7 @@ std::string OpProfile::classify(const std::string& n) {
   if (has(n, "dropout") || has(n, "bernoulli") || has(n, "Dropout")) return "dropout";
   if (has(n, "cat") || has(n, "Cat") || has(n, "copy") || has(n, "contiguous") || has(n, "clone") ||
       has(n, "index") || has(n, "Index") || has(n, "reshape") || has(n, "view") || has(n, "transpose") ||
-      has(n, "Transpose") || has(n, "select") || has(n, "Select") || has(n, "narrow") || has(n, "empty"))
+      has(n, "Transpose") || has(n, "select") || has(n, "Select") || has(n, "narrow") || has(n, "empty") || has(n, "reorder"))
     return "copies/layout";
   return "other element-wise";
 }

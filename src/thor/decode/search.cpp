@@ -28,6 +28,7 @@ std::vector<std::vector<Hypothesis>> beam_search(StepModel& model, const torch::
   // Encode once. Step 0 runs one row per sentence (all its beams would be identical), and
   // the first reorder widens each sentence to K rows: row = sentence * width + beam.
   DecoderState state = model.start(src);
+  if (B > 0) state.capacity = *std::max_element(max_len.begin(), max_len.end()) + 1;  // steps 0..max_len
   int64_t width = 1;
 
   std::vector<int64_t> active(B);  // sentence id of each active slot

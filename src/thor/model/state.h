@@ -1,9 +1,9 @@
 // Decoder state for incremental decoding (CTranslate2's DecoderState idea): named tensors
-// whose first dimension is either the row (sentence x beam: self-attention caches) or the
-// sentence (encoder keys/values, source mask, sentence-level expert draws), which all
-// beams of a sentence share instead of carrying `beam` identical copies. Reordering beams
-// or dropping finished sentences is one index_select per row entry; sentence entries are
-// only touched when the set of sentences changes.
+// whose first dimension is either the row (sentence x beam) or the sentence (encoder
+// keys/values, source mask, sentence-level expert draws), which all beams of a sentence
+// share instead of carrying `beam` identical copies. Self-attention keys/values live in
+// time caches sized once per batch and written in place at each step; reordering beams or
+// dropping finished sentences copies only their filled part.
 #pragma once
 #include <map>
 #include <string>
@@ -15,26 +15,20 @@ namespace thor {
 struct DecoderState {
   std::map<std::string, torch::Tensor> rows;       // [sentences * beam, ...]
   std::map<std::string, torch::Tensor> sentences;  // [sentences, ...]
-  int64_t beam = 1;                                // rows per sentence, consecutive
+  // [sentences * beam, capacity, heads, head_dim]; positions [0, filled) are valid.
+  std::map<std::string, torch::Tensor> caches;
+  int64_t filled = 0;    // time positions written in every cache
+  int64_t capacity = 0;  // positions to allocate at the first write (0: start small, grow)
+  int64_t beam = 1;      // rows per sentence, consecutive
 };
+
+// Writes x [rows, heads, 1, head_dim] at position st.filled of cache `name` (allocating it,
+// or growing it when st.capacity was too small) and returns the filled view
+// [rows, heads, filled + 1, head_dim]. The caller advances st.filled once per step.
+torch::Tensor cache_append(DecoderState& st, const std::string& name, const torch::Tensor& x);
 
 // Keeps rows `index` (int64 [N']) in that order, N' = sentences' * beam: rows
 // [i * beam, (i + 1) * beam) must all come from one old sentence, which becomes sentence i.
-inline void reorder_state(DecoderState& st, const torch::Tensor& index, int64_t beam) {
-  TORCH_CHECK(beam >= 1 && index.numel() % beam == 0, "reorder_state: rows must come in blocks of beam");
-  auto rows = index.to(torch::kCPU).contiguous();
-  auto is_identity = [](const torch::Tensor& idx, int64_t n) {
-    return idx.numel() == n && torch::equal(idx, torch::arange(n, idx.options()));
-  };
-  if (!st.sentences.empty()) {
-    auto sent = rows.view({-1, beam}).select(1, 0).div(st.beam, "floor");
-    if (!is_identity(sent, st.sentences.begin()->second.size(0)))
-      for (auto& kv : st.sentences) kv.second = kv.second.index_select(0, sent.to(kv.second.device()));
-  }
-  // Greedy search keeps every row in place until a sentence finishes: no copy then.
-  if (!st.rows.empty() && !is_identity(rows, st.rows.begin()->second.size(0)))
-    for (auto& kv : st.rows) kv.second = kv.second.index_select(0, index.to(kv.second.device()));
-  st.beam = beam;
-}
+void reorder_state(DecoderState& st, const torch::Tensor& index, int64_t beam);
 
 }  // namespace thor

@@ -78,15 +78,14 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x_in, const torch::
   return ffn_block(x, tokens, ctx);
 }
 
-torch::Tensor DecoderLayerImpl::step(const torch::Tensor& x_in, torch::Tensor& self_k,
-                                     torch::Tensor& self_v, const torch::Tensor& enc_k,
+torch::Tensor DecoderLayerImpl::step(const torch::Tensor& x_in, DecoderState& st, const std::string& id,
+                                     const torch::Tensor& enc_k,
                                      const torch::Tensor& enc_v, const torch::Tensor& enc_pad_mask, int64_t beam,
                                      const torch::Tensor& tokens, const RoutingContext& ctx) {
   auto x = x_in;  // [N, 1, C], N = sentences * beam
   auto h = pre_norm_ ? self_attn_layer_norm(x) : x;
   auto [q, k, v] = self_attn->project_qkv(h);  // [N, H, 1, Dh]
-  self_k = self_k.defined() ? torch::cat({self_k, k}, 2) : k;
-  self_v = self_v.defined() ? torch::cat({self_v, v}, 2) : v;
+  auto self_k = cache_append(st, "self_k." + id, k), self_v = cache_append(st, "self_v." + id, v);
   x = residual(x, self_attn->attend_heads(q, self_k, self_v, torch::Tensor(), false), self_attn_layer_norm);
   h = pre_norm_ ? encoder_attn_layer_norm(x) : x;
   // The beams of a sentence attend to its one copy of the encoder output as `beam` query
@@ -212,6 +211,7 @@ DecoderState TransformerImpl::init_state(const torch::Tensor& src) {
 }
 
 torch::Tensor TransformerImpl::step(const torch::Tensor& last, int64_t step, DecoderState& st) {
+  TORCH_CHECK(step == st.filled, "step ", step, " on a state that holds ", st.filled, " positions");
   auto x = embed(decoder_embed, last.view({-1, 1}), step);  // [N, 1, C], N = sentences * beam
   const auto& mask = st.sentences.at("src_pad_mask");
   auto tokens = last.view({-1, 1});
@@ -220,13 +220,10 @@ torch::Tensor TransformerImpl::step(const torch::Tensor& last, int64_t step, Dec
   for (size_t i = 0; i < decoder_layers->size(); ++i) {
     auto id = std::to_string(i);
     auto layer = decoder_layers[i]->as<DecoderLayerImpl>();
-    torch::Tensor sk, sv;
-    if (auto it = st.rows.find("self_k." + id); it != st.rows.end()) sk = it->second, sv = st.rows.at("self_v." + id);
-    x = layer->step(x, sk, sv, st.sentences.at("enc_k." + id), st.sentences.at("enc_v." + id), mask, st.beam,
+    x = layer->step(x, st, id, st.sentences.at("enc_k." + id), st.sentences.at("enc_v." + id), mask, st.beam,
                     tokens, ctx_);
-    st.rows["self_k." + id] = sk;
-    st.rows["self_v." + id] = sv;
   }
+  st.filled = step + 1;
   ctx_.row_experts = torch::Tensor();
   if (decoder_norm) x = decoder_norm(x);
   return project(x.squeeze(1));  // [N, V]

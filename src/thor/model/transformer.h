@@ -35,9 +35,10 @@ class DecoderLayerImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& enc,
                         const torch::Tensor& enc_pad_mask, const torch::Tensor& tokens,
                         const RoutingContext& ctx);
-  // One step: x [N,1,C] with N = sentences * beam; self_k/self_v [N,H,t,Dh] grow by one;
+  // One step: x [N,1,C] with N = sentences * beam; this step's self-attention keys/values
+  // go to st's caches `self_k.ID` / `self_v.ID` at position st.filled;
   // enc_k/enc_v [sentences,H,S,Dh] and enc_pad_mask [sentences,S], shared by each sentence's beams.
-  torch::Tensor step(const torch::Tensor& x, torch::Tensor& self_k, torch::Tensor& self_v,
+  torch::Tensor step(const torch::Tensor& x, DecoderState& st, const std::string& id,
                      const torch::Tensor& enc_k, const torch::Tensor& enc_v,
                      const torch::Tensor& enc_pad_mask, int64_t beam, const torch::Tensor& tokens,
                      const RoutingContext& ctx);

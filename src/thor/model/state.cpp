@@ -1,0 +1,73 @@
+// See state.h.
+#include "thor/model/state.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <ATen/Parallel.h>
+#include <ATen/record_function.h>
+
+namespace thor {
+
+torch::Tensor cache_append(DecoderState& st, const std::string& name, const torch::Tensor& x) {
+  TORCH_CHECK(x.dim() == 4 && x.size(2) == 1, "cache_append: expected [rows, heads, 1, head_dim]");
+  const int64_t t = st.filled;
+  auto& c = st.caches[name];  // [rows, capacity, heads, head_dim]: a row's history is one block
+  if (!c.defined() || c.size(1) <= t) {
+    const int64_t cap = std::max({st.capacity, t + 1, c.defined() ? 2 * c.size(1) : int64_t{16}});
+    auto grown = torch::empty({x.size(0), cap, x.size(1), x.size(3)}, x.options());
+    if (c.defined() && t > 0) grown.narrow(1, 0, t).copy_(c.narrow(1, 0, t));
+    c = grown;
+  }
+  TORCH_CHECK(c.size(0) == x.size(0), "cache_append: ", name, " has ", c.size(0), " rows, the step ", x.size(0));
+  c.narrow(1, t, 1).copy_(x.transpose(1, 2));
+  return c.narrow(1, 0, t + 1).transpose(1, 2);  // [rows, heads, t + 1, head_dim], strided
+}
+
+namespace {
+
+// out[i] = c[index[i]] over the filled time positions only (the rest stays unset).
+torch::Tensor select_filled(const torch::Tensor& c, const torch::Tensor& index, int64_t filled) {
+  if (!c.device().is_cpu() || !c.is_contiguous()) return c.index_select(0, index.to(c.device()));
+  const int64_t n = index.numel();
+  auto sizes = c.sizes().vec();
+  sizes[0] = n;
+  auto out = torch::empty(sizes, c.options());
+  const int64_t block = c.stride(0) * static_cast<int64_t>(c.element_size());  // one row
+  const int64_t bytes = filled * c.stride(1) * static_cast<int64_t>(c.element_size());
+  const char* src = static_cast<const char*>(c.data_ptr());
+  char* dst = static_cast<char*>(out.data_ptr());
+  const int64_t* ix = index.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) TORCH_CHECK(ix[i] >= 0 && ix[i] < c.size(0), "reorder_state: row out of range");
+  at::parallel_for(0, n, 16, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) std::memcpy(dst + i * block, src + ix[i] * block, static_cast<size_t>(bytes));
+  });
+  return out;
+}
+
+bool is_identity(const torch::Tensor& idx, int64_t n) {
+  return idx.numel() == n && torch::equal(idx, torch::arange(n, idx.options()));
+}
+
+}  // namespace
+
+void reorder_state(DecoderState& st, const torch::Tensor& index, int64_t beam) {
+  RECORD_FUNCTION("thor::reorder_state", std::vector<c10::IValue>());
+  TORCH_CHECK(beam >= 1 && index.numel() % beam == 0, "reorder_state: rows must come in blocks of beam");
+  auto rows = index.to(torch::kCPU).contiguous();
+  if (!st.sentences.empty()) {
+    auto sent = rows.view({-1, beam}).select(1, 0).div(st.beam, "floor");
+    if (!is_identity(sent, st.sentences.begin()->second.size(0)))
+      for (auto& kv : st.sentences) kv.second = kv.second.index_select(0, sent.to(kv.second.device()));
+  }
+  // Greedy search keeps every row in place until a sentence finishes: no copy then.
+  const int64_t n = !st.rows.empty() ? st.rows.begin()->second.size(0)
+                    : !st.caches.empty() ? st.caches.begin()->second.size(0) : -1;
+  if (n >= 0 && !is_identity(rows, n)) {
+    for (auto& kv : st.rows) kv.second = kv.second.index_select(0, rows.to(kv.second.device()));
+    for (auto& kv : st.caches) kv.second = select_filled(kv.second, rows, st.filled);
+  }
+  st.beam = beam;
+}
+
+}  // namespace thor
