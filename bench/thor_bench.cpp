@@ -218,14 +218,23 @@ int main(int argc, char** argv) {
 
     json decode_rows = json::array(), memory_rows = json::array();
     if (!skip_decode) {
-      std::string input = data + "/test_2016_flickr." + src;
-      if (decode_sentences > 0) {  // a prefix of the test set, written once
-        std::ifstream in(input);
-        fs::path head = out / ("test-head" + std::to_string(decode_sentences) + "." + src);
-        std::ofstream o(head);
-        std::string line;
-        for (int i = 0; i < decode_sentences && std::getline(in, line); ++i) o << line << "\n";
-        input = head.string();
+      // the shortlist for the "shortlist" decoding rows, from the prepared training data (defaults)
+      const fs::path shortlist = out / "shortlist.txt";
+      if (!fs::exists(shortlist))
+        run_child(with_common({thor_bin, "shortlist", prepared.string(), "--out", shortlist.string()}),
+                  out / "logs/shortlist.out", out / "logs/shortlist.err");
+      std::string input = data + "/test_2016_flickr." + src, reference = data + "/test_2016_flickr." + tgt;
+      if (decode_sentences > 0) {  // a prefix of the test set (source and reference), written once
+        auto head = [&](std::string& path, const std::string& lang) {
+          std::ifstream in(path);
+          fs::path cut = out / ("test-head" + std::to_string(decode_sentences) + "." + lang);
+          std::ofstream o(cut);
+          std::string line;
+          for (int i = 0; i < decode_sentences && std::getline(in, line); ++i) o << line << "\n";
+          path = cut.string();
+        };
+        head(input, src);
+        head(reference, tgt);
       }
       for (auto& name : split(decode_systems)) {
         const System sys = find_system(name, "--decode-systems");
@@ -257,13 +266,21 @@ int main(int argc, char** argv) {
                               << last.second << " MB at update " << last.first;
           }
         }
-        for (int beam : {1, 5}) {
-          for (int batch : {1, 64}) {
-            std::string tag = name + "-beam" + std::to_string(beam) + "-batch" + std::to_string(batch);
-            auto r = run_child(with_common({thor_bin, "translate", "--model", model.string(), "--beam",
-                                            std::to_string(beam), "--batch-size", std::to_string(batch), "--input",
-                                            input, "--device", "auto"}),
-                               out / "logs" / (tag + ".hyp"), out / "logs" / (tag + ".err"));
+        // beam 1/5 x batch 1/64 over the whole vocabulary, and beam 5 x batch 64 with the shortlist
+        struct DecodeRun {
+          int beam, batch;
+          bool shortlist;
+        };
+        for (auto [beam, batch, use_shortlist] : {DecodeRun{1, 1, false}, DecodeRun{1, 64, false},
+                                                  DecodeRun{5, 1, false}, DecodeRun{5, 64, false},
+                                                  DecodeRun{5, 64, true}}) {
+          {
+            std::string tag = name + "-beam" + std::to_string(beam) + "-batch" + std::to_string(batch) +
+                              (use_shortlist ? "-shortlist" : "");
+            auto args = with_common({thor_bin, "translate", "--model", model.string(), "--beam", std::to_string(beam),
+                                     "--batch-size", std::to_string(batch), "--input", input, "--device", "auto"});
+            if (use_shortlist) args.insert(args.end(), {"--shortlist", shortlist.string()});
+            auto r = run_child(args, out / "logs" / (tag + ".hyp"), out / "logs" / (tag + ".err"));
             // "[translate] decoded N sentences, M target tokens in X s: ..."
             std::ifstream err(out / "logs" / (tag + ".err"));
             std::string line;
@@ -274,7 +291,18 @@ int main(int argc, char** argv) {
               std::sscanf(line.c_str() + p, "decoded %lf sentences, %lf target tokens in %lf s", &n, &m, &secs);
             }
             if (secs <= 0) throw thor::Error((out / "logs" / (tag + ".err")).string() + ": no timing line");
-            decode_rows.push_back({{"system", name}, {"beam", beam}, {"batch", batch}, {"sentences", n},
+            // quality of what was timed: BLEU of the output against the reference
+            run_child({thor_bin, "score", reference, "-i", (out / "logs" / (tag + ".hyp")).string()},
+                      out / "logs" / (tag + ".bleu"), out / "logs" / (tag + ".bleu.err"));
+            double bleu = -1;
+            {
+              std::ifstream b(out / "logs" / (tag + ".bleu"));
+              std::string first;
+              std::getline(b, first);
+              std::sscanf(first.c_str(), "BLEU = %lf", &bleu);
+            }
+            decode_rows.push_back({{"system", name}, {"beam", beam}, {"batch", batch}, {"shortlist", use_shortlist},
+                                   {"sentences", n}, {"bleu", bleu},
                                    {"sent_s", n / secs}, {"tgt_tok_s", m / secs}, {"tokens_per_sentence", m / n},
                                    {"ms_per_sentence", 1000.0 * secs / n}, {"peak_rss_mb", r.max_rss_mb},
                                    {"wall_s_with_load", r.wall_s}});
@@ -308,13 +336,13 @@ int main(int argc, char** argv) {
       md << "\n";
     }
     if (!decode_rows.empty()) {
-      md << "| system | beam | batch | sentences/s | tgt tok/s | tokens/sentence | ms/sentence | peak RSS MB |\n"
-         << "|---|---|---|---|---|---|---|---|\n";
+      md << "| system | beam | batch | vocabulary | sentences/s | tgt tok/s | tokens/sentence | ms/sentence | BLEU | peak RSS MB |\n"
+         << "|---|---|---|---|---|---|---|---|---|---|\n";
       for (auto& r : decode_rows)
         md << "| " << r["system"].get<std::string>() << " | " << r["beam"].get<int>() << " | " << r["batch"].get<int>()
-           << " | " << fmt(r["sent_s"], 1) << " | " << fmt(r["tgt_tok_s"]) << " | "
+           << " | " << (r["shortlist"].get<bool>() ? "shortlist" : "full") << " | " << fmt(r["sent_s"], 1) << " | " << fmt(r["tgt_tok_s"]) << " | "
            << fmt(r["tokens_per_sentence"], 1) << " | " << fmt(r["ms_per_sentence"], 1) << " | "
-           << fmt(r["peak_rss_mb"]) << " |\n";
+           << fmt(r["bleu"], 2) << " | " << fmt(r["peak_rss_mb"]) << " |\n";
     }
     if (!memory_rows.empty()) {
       md << "\n| training run (transformer_tiny) | RSS MB at update | RSS MB at update | max RSS MB |\n|---|---|---|---|\n";

@@ -63,6 +63,22 @@ TEST(Cli, PrepareTrainTranslateScore) {
   ASSERT_EQ(sc.code, 0) << sc.err;
   EXPECT_EQ(sc.out.rfind("BLEU = ", 0), 0u) << sc.out;
   EXPECT_NE(sc.out.find("\nchrF2 = "), std::string::npos) << sc.out;
+  // A shortlist from the prepared data decodes every line; one for another vocabulary is refused.
+  auto sl = run("shortlist " + (dir / "data").string() + " --per-source 5 --frequent 10 --out " +
+                    (dir / "sl.txt").string(),
+                dir);
+  ASSERT_EQ(sl.code, 0) << sl.err;
+  auto ts = run("translate --model " + (dir / "ck" / "checkpoint_best.pt").string() + " --beam 3 --shortlist " +
+                    (dir / "sl.txt").string() + " --input " + (dir / "test.en").string(),
+                dir);
+  ASSERT_EQ(ts.code, 0) << ts.err;
+  EXPECT_EQ(std::count(ts.out.begin(), ts.out.end(), '\n'), 10);
+  thor::testing::write_file(dir / "sl_other.txt", {"thor-shortlist 1 50", "frequent 4"});
+  auto tw = run("translate --model " + (dir / "ck" / "checkpoint_best.pt").string() + " --shortlist " +
+                    (dir / "sl_other.txt").string() + " --input " + (dir / "test.en").string(),
+                dir);
+  EXPECT_EQ(tw.code, 1);
+  EXPECT_NE(tw.err.find("--shortlist: built for a vocabulary of 50 tokens"), std::string::npos) << tw.err;
   // nbest output format.
   auto nb = run("translate --model " + (dir / "ck" / "checkpoint_last.pt").string() +
                     " --beam 2 --nbest 2 --input " + (dir / "test.en").string(),

@@ -38,6 +38,9 @@ void add_translate(CLI::App& app, Common& common) {
                   "fixed:K, ensemble (average all experts), merge (average expert weights)")
       ->capture_default_str();
   cmd->add_option("--seed", seed, "seed for random expert draws")->capture_default_str();
+  static std::string shortlist_path;
+  cmd->add_option("--shortlist", shortlist_path,
+                  "vocabulary shortlist (thor shortlist): score only the source tokens' candidates");
   static bool profile = false;
   cmd->add_flag("--profile", profile, "time decoding per operation class (table on stderr)");
   cmd->callback([&common] {
@@ -52,6 +55,9 @@ void add_translate(CLI::App& app, Common& common) {
       throw Error("--expert-select fixed:" + std::to_string(fixed) + ": the model has " +
                   std::to_string(lm.config.num_experts) + " experts");
     lm.model->set_expert_select(select, fixed);
+    std::unique_ptr<Shortlist> shortlist;
+    if (!shortlist_path.empty()) shortlist = std::make_unique<Shortlist>(Shortlist::load(shortlist_path));
+    o.shortlist = shortlist.get();
     auto lines = read_lines(input.empty() ? "/dev/stdin" : input);
     THOR_LOG("translate") << lines.size() << " sentences, beam " << o.search.beam << ", " << dev;
     auto t0 = std::chrono::steady_clock::now();

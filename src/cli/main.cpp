@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   thor::cli::add_translate(app, common);
   thor::cli::add_score(app, common);
   thor::cli::add_export(app, common);
+  thor::cli::add_shortlist(app, common);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -28,6 +28,19 @@ std::vector<std::vector<Hypothesis>> beam_search(StepModel& model, const torch::
   // Encode once. Step 0 runs one row per sentence (all its beams would be identical), and
   // the first reorder widens each sentence to K rows: row = sentence * width + beam.
   DecoderState state = model.start(src);
+  // Columns of the step's output: token ids of a shortlist, or the vocabulary itself.
+  std::vector<int64_t> vocab;
+  if (state.vocab.defined()) {
+    auto v = state.vocab.to(torch::kCPU).contiguous();
+    vocab.assign(v.data_ptr<int64_t>(), v.data_ptr<int64_t>() + v.numel());
+  }
+  auto col_of = [&](int64_t id) -> int64_t {
+    if (vocab.empty()) return id;
+    auto it = std::lower_bound(vocab.begin(), vocab.end(), id);
+    return it != vocab.end() && *it == id ? it - vocab.begin() : -1;
+  };
+  const int64_t pad_col = col_of(opt.pad), bos_col = col_of(opt.bos), eos_col = col_of(opt.eos);
+  if (eos_col < 0) throw Error("beam search: the output vocabulary lacks end-of-sentence");
   if (B > 0) state.capacity = *std::max_element(max_len.begin(), max_len.end()) + 1;  // steps 0..max_len
   int64_t width = 1;
 
@@ -45,15 +58,15 @@ std::vector<std::vector<Hypothesis>> beam_search(StepModel& model, const torch::
     auto last_t = torch::tensor(last, torch::kLong).to(device);
     auto lprobs = model.step(last_t, t, state).to(torch::kFloat);  // [A*width, V]
     const int64_t V = lprobs.size(1);
-    lprobs.select(1, opt.pad).fill_(ninf);
-    if (opt.bos != opt.eos) lprobs.select(1, opt.bos).fill_(ninf);
+    if (pad_col >= 0) lprobs.select(1, pad_col).fill_(ninf);
+    if (bos_col >= 0 && opt.bos != opt.eos) lprobs.select(1, bos_col).fill_(ninf);
     // Sentences at their length limit may only end.
     for (int64_t a = 0; a < A; ++a) {
       if (t >= max_len[active[a]]) {
         auto rows = lprobs.narrow(0, a * width, width);
-        auto eos_col = rows.select(1, opt.eos).clone();
+        auto eos_lp = rows.select(1, eos_col).clone();
         rows.fill_(ninf);
-        rows.select(1, opt.eos).copy_(eos_col);
+        rows.select(1, eos_col).copy_(eos_lp);
       }
     }
     auto cum = lprobs + torch::tensor(scores).to(device).unsqueeze(1);  // [A*width, V]
@@ -77,15 +90,15 @@ std::vector<std::vector<Hypothesis>> beam_search(StepModel& model, const torch::
       for (int64_t c = 0; c < ncand; ++c) {
         float s = ts[a][c];
         if (!std::isfinite(s)) continue;
-        int64_t beam = ti[a][c] / V, tok = ti[a][c] % V;
+        int64_t beam = ti[a][c] / V, col = ti[a][c] % V;
         int64_t row = a * width + beam;
-        if (tok == opt.eos) {
+        if (col == eos_col) {
           if (c < K && static_cast<int64_t>(fin.size()) < K) {
             Hypothesis h;
             h.tokens = tokens[row];
             h.tokens.push_back(opt.eos);
             h.positional_scores = pos_scores[row];
-            h.positional_scores.push_back(lp[row][tok]);
+            h.positional_scores.push_back(lp[row][col]);
             h.score = s / std::pow(static_cast<double>(t + 1), opt.lenpen);
             fin.push_back(std::move(h));
           }
@@ -106,14 +119,14 @@ std::vector<std::vector<Hypothesis>> beam_search(StepModel& model, const torch::
           continue;
         }
         int64_t c = chosen[k];
-        int64_t beam = ti[a][c] / V, tok = ti[a][c] % V;
+        int64_t beam = ti[a][c] / V, col = ti[a][c] % V, tok = vocab.empty() ? col : vocab[col];
         int64_t row = a * width + beam;
         keep_rows.push_back(row);
         auto toks = tokens[row];
         toks.push_back(tok);
         next_tokens.push_back(std::move(toks));
         auto ps = pos_scores[row];
-        ps.push_back(lp[row][tok]);
+        ps.push_back(lp[row][col]);
         next_pos.push_back(std::move(ps));
         next_scores.push_back(ts[a][c]);
         next_last.push_back(tok);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "thor/common/error.h"
 #include "thor/data/dataset.h"
 
 namespace thor {
@@ -30,7 +31,10 @@ std::vector<std::vector<Translation>> translate_lines(Transformer& model, const 
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ids[a].size() > ids[b].size(); });
 
-  TransformerStepModel step_model(model);
+  if (opt.shortlist && opt.shortlist->vocab_size != model->output_projection.size(0))
+    throw Error("--shortlist: built for a vocabulary of " + std::to_string(opt.shortlist->vocab_size) +
+                " tokens, the model has " + std::to_string(model->output_projection.size(0)));
+  TransformerStepModel step_model(model, opt.shortlist);
   std::vector<std::vector<Translation>> out(lines.size());
   for (size_t start = 0; start < order.size(); start += opt.batch_size) {
     size_t end = std::min(order.size(), start + static_cast<size_t>(opt.batch_size));

@@ -6,25 +6,37 @@
 
 #include "thor/data/vocab.h"
 #include "thor/decode/search.h"
+#include "thor/decode/shortlist.h"
 #include "thor/model/transformer.h"
 
 namespace thor {
 
 class TransformerStepModel : public StepModel {
  public:
-  explicit TransformerStepModel(Transformer model) : model_(std::move(model)) {}
-  DecoderState start(const torch::Tensor& src) override { return model_->init_state(src); }
+  // shortlist (optional, not owned): each batch scores only its source tokens' candidates.
+  explicit TransformerStepModel(Transformer model, const Shortlist* shortlist = nullptr)
+      : model_(std::move(model)), shortlist_(shortlist) {}
+  DecoderState start(const torch::Tensor& src) override {
+    auto st = model_->init_state(src);
+    if (shortlist_) {
+      const auto& c = model_->config();
+      model_->restrict_output(st, shortlist_->select(src, {c.eos_id, c.unk_id}));
+    }
+    return st;
+  }
   torch::Tensor step(const torch::Tensor& last, int64_t t, DecoderState& st) override {
     return torch::log_softmax(model_->step(last, t, st).to(torch::kFloat), -1);
   }
 
  private:
   Transformer model_;
+  const Shortlist* shortlist_;
 };
 
 struct TranslateOptions {
   SearchOptions search;
   int64_t batch_size = 64;  // sentences per batch
+  const Shortlist* shortlist = nullptr;  // optional vocabulary shortlist (not owned)
 };
 
 struct Translation {

@@ -20,6 +20,10 @@ struct DecoderState {
   int64_t filled = 0;    // time positions written in every cache
   int64_t capacity = 0;  // positions to allocate at the first write (0: start small, grow)
   int64_t beam = 1;      // rows per sentence, consecutive
+  // Output vocabulary of this batch (a shortlist): sorted token ids [V'] (int64, CPU) that
+  // the step's columns stand for; undefined = the whole vocabulary.
+  torch::Tensor vocab;
+  std::map<std::string, torch::Tensor> batch;  // model entries shared by the whole batch
 };
 
 // Writes x [rows, heads, 1, head_dim] at position st.filled of cache `name` (allocating it,

@@ -226,7 +226,18 @@ torch::Tensor TransformerImpl::step(const torch::Tensor& last, int64_t step, Dec
   st.filled = step + 1;
   ctx_.row_experts = torch::Tensor();
   if (decoder_norm) x = decoder_norm(x);
+  if (auto it = st.batch.find("output_weight"); it != st.batch.end())
+    return linear(x.squeeze(1), it->second, torch::Tensor());  // [N, V']
   return project(x.squeeze(1));  // [N, V]
+}
+
+void TransformerImpl::restrict_output(DecoderState& st, const torch::Tensor& vocab) {
+  auto ids = vocab.to(torch::kCPU).to(torch::kLong).contiguous();
+  TORCH_CHECK(ids.dim() == 1 && ids.numel() > 0, "restrict_output: expected a non-empty id list");
+  TORCH_CHECK(ids.min().item<int64_t>() >= 0 && ids.max().item<int64_t>() < output_projection.size(0),
+              "restrict_output: ids outside the vocabulary");
+  st.vocab = ids;
+  st.batch["output_weight"] = output_projection.index_select(0, ids.to(output_projection.device()));
 }
 
 }  // namespace thor

@@ -69,8 +69,11 @@ class TransformerImpl : public torch::nn::Module {
   // Incremental decoding: encoder runs once here; cross-attention keys/values are
   // projected once; self-attention keys/values are cached per layer.
   DecoderState init_state(const torch::Tensor& src);
-  // last [N] tokens at position `step` -> logits [N, V]
+  // last [N] tokens at position `step` -> logits [N, V], or [N, V'] over state.vocab
   torch::Tensor step(const torch::Tensor& last, int64_t step, DecoderState& state);
+  // Scores only the token ids `vocab` (sorted, int64 [V']) in this state's steps: their
+  // rows of the output projection are gathered once per batch.
+  void restrict_output(DecoderState& state, const torch::Tensor& vocab);
 
   const ModelConfig& config() const { return cfg_; }
 
