@@ -13,7 +13,7 @@ namespace thor::cli {
 void add_shortlist(CLI::App& app, Common& common) {
   auto* cmd = app.add_subcommand("shortlist", "build a vocabulary shortlist for faster decoding");
   static std::string data_dir, out_path;
-  static int64_t per_source = 50, frequent = 100;
+  static int64_t per_source = 20, frequent = 100;
   cmd->add_option("data", data_dir, "prepared data directory (thor prepare --destdir)")->required();
   cmd->add_option("--out,-o", out_path, "shortlist file to write")->required();
   cmd->add_option("--per-source", per_source, "candidates kept per source token (Dice of co-occurrence)")
