@@ -224,3 +224,29 @@ TEST(Model, AttentionEqualsNaivePerHeadComputation) {
 }
 
 }  // namespace
+
+namespace {
+
+// Without autograd the fused q/k/v weights are cached; a parameter changed in place (as the
+// optimizer or a checkpoint load does) must invalidate them.
+TEST(Model, FusedProjectionCacheFollowsParameterChanges) {
+  torch::manual_seed(12);
+  thor::MultiheadAttention a(16, 4, 0.0);
+  a->eval();
+  auto x = torch::randn({2, 5, 16});
+  auto with_grad = a->forward(x, x, torch::Tensor(), true);
+  torch::Tensor cached, after;
+  {
+    torch::NoGradGuard ng;
+    cached = a->forward(x, x, torch::Tensor(), true);
+    a->forward(x, x, torch::Tensor(), true);  // served from the cache
+    a->k_proj->weight.mul_(0.5);
+    after = a->forward(x, x, torch::Tensor(), true);
+  }
+  thor::testing::expect_close(cached, with_grad, 1e-6, 1e-6);
+  auto reference = a->forward(x, x, torch::Tensor(), true);  // autograd path: no cache
+  thor::testing::expect_close(after, reference, 1e-6, 1e-6);
+  EXPECT_FALSE(torch::allclose(after, cached));
+}
+
+}  // namespace

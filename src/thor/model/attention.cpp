@@ -34,11 +34,24 @@ torch::Tensor MultiheadAttentionImpl::split_heads(const torch::Tensor& x) const 
 std::vector<torch::Tensor> MultiheadAttentionImpl::project_fused(const torch::Tensor& x,
                                                                  const std::vector<torch::nn::Linear*>& proj) {
   // One [*, C] x [C, n*C] product instead of n products of a third of the width; the
-  // parameters stay separate (checkpoints unchanged), their concatenation costs n*C*C copies.
+  // parameters stay separate (checkpoints unchanged), their concatenation costs n*C*C copies
+  // per call in training and once per parameter change without autograd.
   std::vector<torch::Tensor> w, b;
-  for (auto* p : proj) w.push_back((*p)->weight), b.push_back((*p)->bias);
+  std::vector<std::pair<const void*, int64_t>> stamp;
+  for (auto* p : proj) {
+    w.push_back((*p)->weight), b.push_back((*p)->bias);
+    for (auto* t : {&(*p)->weight, &(*p)->bias}) stamp.emplace_back(t->data_ptr(), t->_version());
+  }
   const auto n = static_cast<int64_t>(proj.size());
-  auto y = linear(x, torch::cat(w, 0), torch::cat(b, 0));  // [B, T, n*C]
+  torch::Tensor fw, fb;
+  if (torch::GradMode::is_enabled()) {
+    fw = torch::cat(w, 0), fb = torch::cat(b, 0);
+  } else {
+    auto& f = fused_[proj.size()];
+    if (f.stamp != stamp) f = {torch::cat(w, 0), torch::cat(b, 0), stamp};
+    fw = f.w, fb = f.b;
+  }
+  auto y = linear(x, fw, fb);  // [B, T, n*C]
   auto B = x.size(0), T = x.size(1);
   y = y.view({B, T, n, heads_, head_dim_});
   std::vector<torch::Tensor> out;

@@ -1,6 +1,10 @@
 // Multi-head attention (Vaswani et al. 2017) with an incremental path for decoding.
 // Layout is batch-first everywhere: [B, T, C]; per-head tensors are [B, H, T, Dh].
 #pragma once
+#include <map>
+#include <utility>
+#include <vector>
+
 #include <torch/torch.h>
 
 namespace thor {
@@ -38,6 +42,13 @@ class MultiheadAttentionImpl : public torch::nn::Module {
   torch::Tensor split_heads(const torch::Tensor& x) const;  // [B, T, C] -> [B, H, T, Dh]
   // x [B, T, C] through n of the q/k/v projections at once -> n tensors [B, H, T, Dh]
   std::vector<torch::Tensor> project_fused(const torch::Tensor& x, const std::vector<torch::nn::Linear*>& proj);
+  // Without autograd (decoding, validation) the concatenated weights are kept while the
+  // parameters are unchanged (same storage, same version counter): one per projection set.
+  struct FusedWeights {
+    torch::Tensor w, b;
+    std::vector<std::pair<const void*, int64_t>> stamp;
+  };
+  std::map<size_t, FusedWeights> fused_;
   int64_t dim_, heads_, head_dim_;
   double dropout_;
 };
