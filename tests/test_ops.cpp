@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "fixtures.h"
+#include "thor/ops/derived_cache.h"
 #include "thor/ops/dropout.h"
 #include "thor/ops/gemm.h"
 
@@ -126,6 +127,34 @@ TEST(Gemm, BatchedMatmulEqualsMatmulOnAttentionViews) {
   check_batched(torch::randn({2, 4, 7, 6}), torch::randn({2, 6, 3, 4, 8}), id, heads(2));
   // one query row per sentence (decoding)
   check_batched(torch::randn({3, 4, 1, 8}), torch::randn({3, 4, 8, 9}), id, id);
+}
+
+}  // namespace
+
+namespace {
+
+// Derived tensors are reused while their parameters are unchanged and remade after an
+// in-place change (version counter) or when a parameter is replaced (storage).
+TEST(Ops, DerivedCacheFollowsParameters) {
+  thor::DerivedCache cache;
+  auto a = torch::ones({3}), b = torch::full({3}, 2.0);
+  int made = 0;
+  auto make = [&] {
+    ++made;
+    return std::vector<torch::Tensor>{a + b};
+  };
+  auto first = cache.get({a, b}, make)[0];
+  EXPECT_EQ(cache.get({a, b}, make)[0].data_ptr(), first.data_ptr());
+  EXPECT_EQ(made, 1);
+  {
+    torch::NoGradGuard ng;
+    a.mul_(4);
+  }
+  EXPECT_TRUE(torch::equal(cache.get({a, b}, make)[0], torch::full({3}, 6.0)));
+  EXPECT_EQ(made, 2);
+  b = torch::zeros({3});
+  EXPECT_TRUE(torch::equal(cache.get({a, b}, make)[0], torch::full({3}, 4.0)));
+  EXPECT_EQ(made, 3);
 }
 
 }  // namespace

@@ -36,21 +36,20 @@ std::vector<torch::Tensor> MultiheadAttentionImpl::project_fused(const torch::Te
   // One [*, C] x [C, n*C] product instead of n products of a third of the width; the
   // parameters stay separate (checkpoints unchanged), their concatenation costs n*C*C copies
   // per call in training and once per parameter change without autograd.
-  std::vector<torch::Tensor> w, b;
-  std::vector<std::pair<const void*, int64_t>> stamp;
-  for (auto* p : proj) {
-    w.push_back((*p)->weight), b.push_back((*p)->bias);
-    for (auto* t : {&(*p)->weight, &(*p)->bias}) stamp.emplace_back(t->data_ptr(), t->_version());
-  }
+  std::vector<torch::Tensor> w, b, params;
+  for (auto* p : proj) w.push_back((*p)->weight), b.push_back((*p)->bias);
   const auto n = static_cast<int64_t>(proj.size());
-  torch::Tensor fw, fb;
+  auto make = [&] { return std::vector<torch::Tensor>{torch::cat(w, 0), torch::cat(b, 0)}; };
+  std::vector<torch::Tensor> fused;
   if (torch::GradMode::is_enabled()) {
-    fw = torch::cat(w, 0), fb = torch::cat(b, 0);
+    fused = make();
   } else {
-    auto& f = fused_[proj.size()];
-    if (f.stamp != stamp) f = {torch::cat(w, 0), torch::cat(b, 0), stamp};
-    fw = f.w, fb = f.b;
+    params = w;
+    params.insert(params.end(), b.begin(), b.end());
+    fused = fused_[proj.size()].get(params, make);
   }
+  const auto& fw = fused[0];
+  const auto& fb = fused[1];
   auto y = linear(x, fw, fb);  // [B, T, n*C]
   auto B = x.size(0), T = x.size(1);
   y = y.view({B, T, n, heads_, head_dim_});

@@ -2,10 +2,11 @@
 // Layout is batch-first everywhere: [B, T, C]; per-head tensors are [B, H, T, Dh].
 #pragma once
 #include <map>
-#include <utility>
 #include <vector>
 
 #include <torch/torch.h>
+
+#include "thor/ops/derived_cache.h"
 
 namespace thor {
 
@@ -43,12 +44,8 @@ class MultiheadAttentionImpl : public torch::nn::Module {
   // x [B, T, C] through n of the q/k/v projections at once -> n tensors [B, H, T, Dh]
   std::vector<torch::Tensor> project_fused(const torch::Tensor& x, const std::vector<torch::nn::Linear*>& proj);
   // Without autograd (decoding, validation) the concatenated weights are kept while the
-  // parameters are unchanged (same storage, same version counter): one per projection set.
-  struct FusedWeights {
-    torch::Tensor w, b;
-    std::vector<std::pair<const void*, int64_t>> stamp;
-  };
-  std::map<size_t, FusedWeights> fused_;
+  // parameters are unchanged: one cache per projection set (q/k/v, k/v).
+  std::map<size_t, DerivedCache> fused_;
   int64_t dim_, heads_, head_dim_;
   double dropout_;
 };

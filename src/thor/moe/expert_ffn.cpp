@@ -46,7 +46,9 @@ torch::Tensor ExpertFFNImpl::expert_forward(const torch::Tensor& x2, int64_t e) 
   if (e >= 0) {
     W1 = w1[e], B1 = b1[e], W2 = w2[e], B2 = b2[e];
   } else {  // merged: the average expert (THOR paper's "merge" inference)
-    W1 = w1.mean(0), B1 = b1.mean(0), W2 = w2.mean(0), B2 = b2.mean(0);
+    auto make = [&] { return std::vector<torch::Tensor>{w1.mean(0), b1.mean(0), w2.mean(0), b2.mean(0)}; };
+    auto m = torch::GradMode::is_enabled() ? make() : merged_.get({w1, b1, w2, b2}, make);
+    W1 = m[0], B1 = m[1], W2 = m[2], B2 = m[3];
   }
   auto h = torch::relu(linear_in_out(x2, W1, B1));  // [n, f]
   h = thor::dropout(h, activation_dropout_, is_training());

@@ -12,6 +12,7 @@
 
 #include "thor/common/config.h"
 #include "thor/moe/router.h"
+#include "thor/ops/derived_cache.h"
 
 namespace thor {
 
@@ -56,6 +57,7 @@ class ExpertFFNImpl : public torch::nn::Module {
   torch::Tensor dispatch(const torch::Tensor& x2, const Routing& r, int64_t groups);
 
  private:
+  DerivedCache merged_;  // the averaged expert for --expert-select merge, without autograd
   int64_t moe_index_;
   int64_t pad_;
   double activation_dropout_;
