@@ -41,7 +41,9 @@ std::vector<std::vector<Hypothesis>> beam_search(StepModel& model, const torch::
   };
   const int64_t pad_col = col_of(opt.pad), bos_col = col_of(opt.bos), eos_col = col_of(opt.eos);
   if (eos_col < 0) throw Error("beam search: the output vocabulary lacks end-of-sentence");
-  if (B > 0) state.capacity = *std::max_element(max_len.begin(), max_len.end()) + 1;  // steps 0..max_len
+  // Caches for steps 0..max_len, but no more than 32 positions up front: most outputs end
+  // far below the limit, and a longer one grows its caches by doubling.
+  if (B > 0) state.capacity = std::min<int64_t>(*std::max_element(max_len.begin(), max_len.end()) + 1, 32);
   int64_t width = 1;
 
   std::vector<int64_t> active(B);  // sentence id of each active slot

@@ -124,12 +124,36 @@ torch::Tensor ExpertFFNImpl::forward(const torch::Tensor& x, const torch::Tensor
         r = static_cast<RandomRouterImpl&>(*router).route_at(in, RouteLevel::Token);
         break;
       case ExpertSelect::Sentence: {
-        auto row = ctx.row_experts.defined()
-                       ? ctx.row_experts.select(1, moe_index_).to(x.device())
-                       : torch::randint(E, {B}, torch::TensorOptions().dtype(torch::kLong).device(x.device()));
-        r.expert = row.repeat_interleave(T).masked_fill(in.valid.logical_not(), -1).view({-1, 1});
-        r.weight = torch::ones({B * T, 1}, x.options());
-        break;
+        // One expert per row (sentence x beam): rows are gathered per expert, one product
+        // each, and copied back in place; a batch that drew one expert runs it directly.
+        auto row = (ctx.row_experts.defined() ? ctx.row_experts.select(1, moe_index_)
+                                              : torch::randint(E, {B}, torch::TensorOptions().dtype(torch::kLong)))
+                       .to(torch::kCPU)
+                       .contiguous();
+        const int64_t* re = row.data_ptr<int64_t>();
+        auto valid_rows = in.valid.view({B, T}).sum(1).to(torch::kCPU).to(torch::kDouble).contiguous();
+        const double* vr = valid_rows.data_ptr<double>();
+        std::vector<std::vector<int64_t>> tokens_of(static_cast<size_t>(E));
+        std::vector<double> share(static_cast<size_t>(E), 0.0);
+        double total = 0;
+        for (int64_t b = 0; b < B; ++b) {
+          TORCH_CHECK(re[b] >= 0 && re[b] < E, "sentence expert ", re[b], " out of range");
+          for (int64_t t = 0; t < T; ++t) tokens_of[re[b]].push_back(b * T + t);
+          share[re[b]] += vr[b], total += vr[b];
+        }
+        last.share = torch::tensor(share, torch::kDouble).div(std::max(1.0, total)).to(torch::kFloat);
+        last.aux.clear();
+        int64_t used = 0, only = 0;
+        for (int64_t e = 0; e < E; ++e)
+          if (!tokens_of[e].empty()) ++used, only = e;
+        if (used == 1) return expert_forward(x2, only).view({B, T, d});
+        auto out = torch::empty_like(x2);
+        for (int64_t e = 0; e < E; ++e) {
+          if (tokens_of[e].empty()) continue;
+          auto idx = torch::tensor(tokens_of[e], torch::kLong).to(x2.device());
+          out.index_copy_(0, idx, expert_forward(x2.index_select(0, idx), e));
+        }
+        return out.view({B, T, d});
       }
     }
   } else {
