@@ -67,7 +67,7 @@ TEST_P(DispatchTest, SparseDispatchEqualsNaiveLoopForwardAndBackward) {
     r.weight = torch::ones({15, 1});
     r.group_expert.clear();
   }
-  auto fast = f->dispatch(x, r, 1);
+  auto fast = f->dispatch(x, r);
   auto slow = naive_moe(*f, x, r);
   thor::testing::expect_close(fast, slow, 1e-5, 1e-5);
   auto probe = torch::randn_like(fast);
@@ -137,7 +137,7 @@ TEST(Routing, DroppedTokensKeepOnlyTheResidual) {
   f->train();
   auto in = input(4, 6, 8);
   auto r = f->router->route(in);
-  auto out = f->dispatch(in.x, r, 1);
+  auto out = f->dispatch(in.x, r);
   auto dropped = (r.expert.squeeze(1) == -1);
   ASSERT_GT(dropped.sum().item<int64_t>(), 0);
   // the FFN contributes exactly zero for dropped tokens, so the layer keeps x + 0

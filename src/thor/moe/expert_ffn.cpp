@@ -55,21 +55,41 @@ torch::Tensor ExpertFFNImpl::expert_forward(const torch::Tensor& x2, int64_t e) 
   return linear_in_out(h, W2, B2);  // [n, d]
 }
 
-torch::Tensor ExpertFFNImpl::dispatch(const torch::Tensor& x2, const Routing& r, int64_t groups) {
+torch::Tensor ExpertFFNImpl::dispatch(const torch::Tensor& x2, const Routing& r) {
   const int64_t N = x2.size(0), E = experts();
   if (!r.group_expert.empty()) {
-    // Whole groups of rows share one expert: contiguous slices, one product per run of
-    // consecutive groups with the same expert (THOR's two passes often draw the same one:
-    // then the layer runs one product over all rows, with no split and no concatenation).
-    std::vector<torch::Tensor> parts;
-    int64_t n = N / groups;
+    // Whole groups of rows share one expert. Runs of consecutive groups with the same
+    // expert are contiguous slices (THOR's two passes often draw the same one: then one
+    // product over all rows, no split, no concatenation); when the runs outnumber the
+    // experts (a draw per sentence), rows are gathered per expert instead, one product
+    // each, and copied back in place.
+    const auto groups = static_cast<int64_t>(r.group_expert.size());
+    const int64_t n = N / groups;
+    std::vector<std::pair<int64_t, int64_t>> runs;  // [first group, end group)
     for (int64_t g = 0; g < groups;) {
       int64_t end = g + 1;
       while (end < groups && r.group_expert[end] == r.group_expert[g]) ++end;
-      parts.push_back(expert_forward(x2.narrow(0, g * n, (end - g) * n), r.group_expert[g]));
+      runs.emplace_back(g, end);
       g = end;
     }
-    return parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
+    if (static_cast<int64_t>(runs.size()) <= std::max<int64_t>(E, 1)) {
+      std::vector<torch::Tensor> parts;
+      for (auto [g0, g1] : runs) parts.push_back(expert_forward(x2.narrow(0, g0 * n, (g1 - g0) * n), r.group_expert[g0]));
+      return parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
+    }
+    std::vector<std::vector<int64_t>> rows_of(static_cast<size_t>(E));
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t e = r.group_expert[g];
+      TORCH_CHECK(e >= 0 && e < E, "group expert ", e, " out of range");
+      for (int64_t i = g * n; i < (g + 1) * n; ++i) rows_of[e].push_back(i);
+    }
+    auto out = torch::empty_like(x2);
+    for (int64_t e = 0; e < E; ++e) {
+      if (rows_of[e].empty()) continue;
+      auto idx = torch::tensor(rows_of[e], torch::kLong).to(x2.device());
+      out.index_copy_(0, idx, expert_forward(x2.index_select(0, idx), e));
+    }
+    return out;
   }
   const int64_t k = r.expert.size(1);
   auto flat_e = r.expert.reshape({-1});                                                   // [N*k]
@@ -124,36 +144,13 @@ torch::Tensor ExpertFFNImpl::forward(const torch::Tensor& x, const torch::Tensor
         r = static_cast<RandomRouterImpl&>(*router).route_at(in, RouteLevel::Token);
         break;
       case ExpertSelect::Sentence: {
-        // One expert per row (sentence x beam): rows are gathered per expert, one product
-        // each, and copied back in place; a batch that drew one expert runs it directly.
+        // one group per row (sentence x beam), its draw kept in the decoder state
         auto row = (ctx.row_experts.defined() ? ctx.row_experts.select(1, moe_index_)
                                               : torch::randint(E, {B}, torch::TensorOptions().dtype(torch::kLong)))
                        .to(torch::kCPU)
                        .contiguous();
-        const int64_t* re = row.data_ptr<int64_t>();
-        auto valid_rows = in.valid.view({B, T}).sum(1).to(torch::kCPU).to(torch::kDouble).contiguous();
-        const double* vr = valid_rows.data_ptr<double>();
-        std::vector<std::vector<int64_t>> tokens_of(static_cast<size_t>(E));
-        std::vector<double> share(static_cast<size_t>(E), 0.0);
-        double total = 0;
-        for (int64_t b = 0; b < B; ++b) {
-          TORCH_CHECK(re[b] >= 0 && re[b] < E, "sentence expert ", re[b], " out of range");
-          for (int64_t t = 0; t < T; ++t) tokens_of[re[b]].push_back(b * T + t);
-          share[re[b]] += vr[b], total += vr[b];
-        }
-        last.share = torch::tensor(share, torch::kDouble).div(std::max(1.0, total)).to(torch::kFloat);
-        last.aux.clear();
-        int64_t used = 0, only = 0;
-        for (int64_t e = 0; e < E; ++e)
-          if (!tokens_of[e].empty()) ++used, only = e;
-        if (used == 1) return expert_forward(x2, only).view({B, T, d});
-        auto out = torch::empty_like(x2);
-        for (int64_t e = 0; e < E; ++e) {
-          if (tokens_of[e].empty()) continue;
-          auto idx = torch::tensor(tokens_of[e], torch::kLong).to(x2.device());
-          out.index_copy_(0, idx, expert_forward(x2.index_select(0, idx), e));
-        }
-        return out.view({B, T, d});
+        r.group_expert.assign(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + B);
+        break;
       }
     }
   } else {
@@ -163,15 +160,20 @@ torch::Tensor ExpertFFNImpl::forward(const torch::Tensor& x, const torch::Tensor
     torch::NoGradGuard ng;
     if (!r.group_expert.empty()) {
       // whole-group routing: every valid token of group g went to group_expert[g]
+      // (the valid-token counts come to the host once, not one sync per group)
       auto G = static_cast<int64_t>(r.group_expert.size());
-      auto v = in.valid.view({G, -1}).sum(1).to(torch::kFloat);
-      double total = std::max(1.0, v.sum().item<double>());
-      last.share = torch::zeros({E});
+      auto v = in.valid.view({G, -1}).sum(1).to(torch::kCPU).to(torch::kDouble).contiguous();
+      const double* vg = v.data_ptr<double>();
+      std::vector<double> share(static_cast<size_t>(E), 0.0);
+      double total = 0;
+      for (int64_t g = 0; g < G; ++g) total += vg[g];
+      total = std::max(1.0, total);
       for (int64_t g = 0; g < G; ++g) {
-        double part = v[g].item<double>() / total;
-        if (r.group_expert[g] >= 0) last.share[r.group_expert[g]] += part;
-        else last.share += part / static_cast<double>(E);  // merged weights: every expert equally
+        const int64_t e = r.group_expert[g];
+        if (e >= 0) share[e] += vg[g] / total;
+        else for (auto& s : share) s += vg[g] / total / static_cast<double>(E);  // merged: every expert equally
       }
+      last.share = torch::tensor(share, torch::kDouble).to(torch::kFloat);
     } else {
       auto e = r.expert.reshape({-1});
       auto kept = e.masked_select(e >= 0);
@@ -180,8 +182,7 @@ torch::Tensor ExpertFFNImpl::forward(const torch::Tensor& x, const torch::Tensor
     }
   }
   last.aux = r.aux;
-  int64_t groups = r.group_expert.size() == 1 ? 1 : ctx.groups;
-  return dispatch(x2, r, groups).view({B, T, d});
+  return dispatch(x2, r).view({B, T, d});
 }
 
 }  // namespace thor

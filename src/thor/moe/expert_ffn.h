@@ -54,7 +54,7 @@ class ExpertFFNImpl : public torch::nn::Module {
   // One expert (or merged weights when e < 0) applied densely to x2 [n, d].
   torch::Tensor expert_forward(const torch::Tensor& x2, int64_t e);
   // Sparse dispatch of x2 [N, d] by a routing decision.
-  torch::Tensor dispatch(const torch::Tensor& x2, const Routing& r, int64_t groups);
+  torch::Tensor dispatch(const torch::Tensor& x2, const Routing& r);
 
  private:
   DerivedCache merged_;  // the averaged expert for --expert-select merge, without autograd

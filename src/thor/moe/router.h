@@ -24,8 +24,9 @@ struct RouterInput {
 struct Routing {
   torch::Tensor expert;  // [N, k] int64, -1 = skipped
   torch::Tensor weight;  // [N, k] float combine weights
-  // Set when every token of group g goes to expert group_expert[g] (weight 1): dispatch
-  // then runs one dense product per group on contiguous rows, no gather/scatter.
+  // Set when every token of group g (N / groups consecutive rows: a pass of THOR's stacked
+  // batch, or one sentence) goes to expert group_expert[g] (weight 1, -1 = the merged
+  // expert): dispatch then needs no per-token routing (see ExpertFFNImpl::dispatch).
   std::vector<int64_t> group_expert;
   std::map<std::string, torch::Tensor> aux;  // scalar losses, already scaled ("balance", "z")
 };
