@@ -274,40 +274,38 @@ int main(int argc, char** argv) {
         for (auto [beam, batch, use_shortlist] : {DecodeRun{1, 1, false}, DecodeRun{1, 64, false},
                                                   DecodeRun{5, 1, false}, DecodeRun{5, 64, false},
                                                   DecodeRun{5, 64, true}}) {
-          {
-            std::string tag = name + "-beam" + std::to_string(beam) + "-batch" + std::to_string(batch) +
-                              (use_shortlist ? "-shortlist" : "");
-            auto args = with_common({thor_bin, "translate", "--model", model.string(), "--beam", std::to_string(beam),
-                                     "--batch-size", std::to_string(batch), "--input", input, "--device", "auto"});
-            if (use_shortlist) args.insert(args.end(), {"--shortlist", shortlist.string()});
-            auto r = run_child(args, out / "logs" / (tag + ".hyp"), out / "logs" / (tag + ".err"));
-            // "[translate] decoded N sentences, M target tokens in X s: ..."
-            std::ifstream err(out / "logs" / (tag + ".err"));
-            std::string line;
-            double n = 0, m = 0, secs = 0;
-            while (std::getline(err, line)) {
-              auto p = line.find("decoded ");
-              if (p == std::string::npos) continue;
-              std::sscanf(line.c_str() + p, "decoded %lf sentences, %lf target tokens in %lf s", &n, &m, &secs);
-            }
-            if (secs <= 0) throw thor::Error((out / "logs" / (tag + ".err")).string() + ": no timing line");
-            // quality of what was timed: BLEU of the output against the reference
-            run_child({thor_bin, "score", reference, "-i", (out / "logs" / (tag + ".hyp")).string()},
-                      out / "logs" / (tag + ".bleu"), out / "logs" / (tag + ".bleu.err"));
-            double bleu = -1;
-            {
-              std::ifstream b(out / "logs" / (tag + ".bleu"));
-              std::string first;
-              std::getline(b, first);
-              std::sscanf(first.c_str(), "BLEU = %lf", &bleu);
-            }
-            decode_rows.push_back({{"system", name}, {"beam", beam}, {"batch", batch}, {"shortlist", use_shortlist},
-                                   {"sentences", n}, {"bleu", bleu},
-                                   {"sent_s", n / secs}, {"tgt_tok_s", m / secs}, {"tokens_per_sentence", m / n},
-                                   {"ms_per_sentence", 1000.0 * secs / n}, {"peak_rss_mb", r.max_rss_mb},
-                                   {"wall_s_with_load", r.wall_s}});
-            THOR_LOG("bench") << tag << ": " << n / secs << " sentences/s, " << m / secs << " tokens/s";
+          std::string tag = name + "-beam" + std::to_string(beam) + "-batch" + std::to_string(batch) +
+                            (use_shortlist ? "-shortlist" : "");
+          auto args = with_common({thor_bin, "translate", "--model", model.string(), "--beam", std::to_string(beam),
+                                   "--batch-size", std::to_string(batch), "--input", input, "--device", "auto"});
+          if (use_shortlist) args.insert(args.end(), {"--shortlist", shortlist.string()});
+          auto r = run_child(args, out / "logs" / (tag + ".hyp"), out / "logs" / (tag + ".err"));
+          // "[translate] decoded N sentences, M target tokens in X s: ..."
+          std::ifstream err(out / "logs" / (tag + ".err"));
+          std::string line;
+          double n = 0, m = 0, secs = 0;
+          while (std::getline(err, line)) {
+            auto p = line.find("decoded ");
+            if (p == std::string::npos) continue;
+            std::sscanf(line.c_str() + p, "decoded %lf sentences, %lf target tokens in %lf s", &n, &m, &secs);
           }
+          if (secs <= 0) throw thor::Error((out / "logs" / (tag + ".err")).string() + ": no timing line");
+          // quality of what was timed: BLEU of the output against the reference
+          run_child({thor_bin, "score", reference, "-i", (out / "logs" / (tag + ".hyp")).string()},
+                    out / "logs" / (tag + ".bleu"), out / "logs" / (tag + ".bleu.err"));
+          double bleu = -1;
+          {
+            std::ifstream b(out / "logs" / (tag + ".bleu"));
+            std::string first;
+            std::getline(b, first);
+            std::sscanf(first.c_str(), "BLEU = %lf", &bleu);
+          }
+          decode_rows.push_back({{"system", name}, {"beam", beam}, {"batch", batch}, {"shortlist", use_shortlist},
+                                 {"sentences", n}, {"bleu", bleu},
+                                 {"sent_s", n / secs}, {"tgt_tok_s", m / secs}, {"tokens_per_sentence", m / n},
+                                 {"ms_per_sentence", 1000.0 * secs / n}, {"peak_rss_mb", r.max_rss_mb},
+                                 {"wall_s_with_load", r.wall_s}});
+          THOR_LOG("bench") << tag << ": " << n / secs << " sentences/s, " << m / secs << " tokens/s";
         }
       }
     }
