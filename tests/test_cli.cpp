@@ -79,6 +79,14 @@ TEST(Cli, PrepareTrainTranslateScore) {
                 dir);
   EXPECT_EQ(tw.code, 1);
   EXPECT_NE(tw.err.find("--shortlist: built for a vocabulary of 50 tokens"), std::string::npos) << tw.err;
+  // Low-precision products decode every line (their numerics are tested in test_ops).
+  for (const char* prec : {"bf16", "int8"}) {
+    auto tp = run("translate --model " + (dir / "ck" / "checkpoint_best.pt").string() + " --beam 3 --precision " +
+                      prec + " --input " + (dir / "test.en").string(),
+                  dir);
+    ASSERT_EQ(tp.code, 0) << tp.err;
+    EXPECT_EQ(std::count(tp.out.begin(), tp.out.end(), '\n'), 10) << prec;
+  }
   // nbest output format.
   auto nb = run("translate --model " + (dir / "ck" / "checkpoint_last.pt").string() +
                     " --beam 2 --nbest 2 --input " + (dir / "test.en").string(),
@@ -151,6 +159,12 @@ TEST(Cli, BadInputGivesOneClearErrorLine) {
   auto u = run("train " + (dir / "data").string() + " --arch nosuch", dir);
   EXPECT_NE(u.code, 0);
   EXPECT_NE(u.err.find("--arch: unknown architecture 'nosuch'"), std::string::npos) << u.err;
+  auto pr = run("translate --model " + (dir / "nope.pt").string() + " --precision fp16", dir);
+  EXPECT_EQ(pr.code, 1);
+  EXPECT_NE(pr.err.find("thor: error: --precision: unknown 'fp16'"), std::string::npos) << pr.err;
+  auto pt = run("train " + (dir / "data").string() + " --precision int8 --device cpu", dir);
+  EXPECT_EQ(pt.code, 1);
+  EXPECT_NE(pt.err.find("thor: error: --precision int8 is for inference"), std::string::npos) << pt.err;
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "fixtures.h"
 #include "thor/ops/derived_cache.h"
 #include "thor/ops/dropout.h"
+#include "thor/common/error.h"
 #include "thor/ops/gemm.h"
 
 namespace {
@@ -155,6 +156,113 @@ TEST(Ops, DerivedCacheFollowsParameters) {
   b = torch::zeros({3});
   EXPECT_TRUE(torch::equal(cache.get({a, b}, make)[0], torch::full({3}, 4.0)));
   EXPECT_EQ(made, 3);
+}
+
+}  // namespace
+
+namespace {
+
+torch::Tensor bf16_round(const torch::Tensor& t) { return t.to(torch::kBFloat16).to(torch::kFloat); }
+
+// Reference of the int8 scheme: rows of x and output channels of w quantised symmetrically
+// (max |.| / 127), integer products exact, rescaled; computed in float64.
+torch::Tensor int8_reference(const torch::Tensor& x, const torch::Tensor& w_out_in, const torch::Tensor& b) {
+  auto xd = x.to(torch::kDouble), wd = w_out_in.to(torch::kDouble);
+  auto sx = xd.abs().amax(1, true) / 127.0, sw = wd.abs().amax(1, true) / 127.0;
+  auto xq = (xd / sx).round(), wq = (wd / sw).round();
+  auto y = xq.matmul(wq.t()) * sx * sw.t();
+  if (b.defined()) y = y + b.to(torch::kDouble);
+  return y.to(torch::kFloat);
+}
+
+TEST(Gemm, Bf16ProductsAreExactProductsOfRoundedOperands) {
+  if (!thor::precision_available(thor::Precision::BFloat16)) GTEST_SKIP() << "no oneDNN bf16 gemm in this process";
+  for (bool out_in : {true, false}) {
+    torch::manual_seed(11);
+    const int64_t in = 70, out = 23;
+    auto x = torch::randn({3, 9, in}, torch::requires_grad());
+    auto w = (out_in ? torch::randn({out, in}) : torch::randn({in, out})).requires_grad_();
+    auto b = torch::randn({out}, torch::requires_grad());
+    auto gy = torch::randn({27, out});
+    torch::Tensor y, y_nograd;
+    {
+      thor::PrecisionGuard bf16(thor::Precision::BFloat16);
+      y = out_in ? thor::linear(x, w, b) : thor::linear_in_out(x.reshape({-1, in}), w, b);
+      (y.reshape({-1, out}) * gy).sum().backward();
+      torch::NoGradGuard ng;  // the inference path (cached bf16 weight) gives the same products
+      y_nograd = out_in ? thor::linear(x, w, b) : thor::linear_in_out(x.reshape({-1, in}), w, b);
+    }
+    // The same products in float32 on rounded operands (forward: x, W; backward: gy too).
+    auto xr = bf16_round(x.detach()).reshape({-1, in});
+    auto wr = bf16_round(w.detach());
+    auto w_oi = out_in ? wr : wr.t();  // [out, in]
+    auto gyr = bf16_round(gy);
+    auto ref = xr.matmul(w_oi.t()) + b.detach();
+    thor::testing::expect_close(y.reshape({-1, out}), ref, 1e-4, 1e-4);
+    thor::testing::expect_close(y_nograd.reshape({-1, out}), ref, 1e-4, 1e-4);
+    thor::testing::expect_close(x.grad().reshape({-1, in}), gyr.matmul(w_oi), 1e-4, 1e-4);
+    auto gw_oi = gyr.t().matmul(xr);
+    thor::testing::expect_close(w.grad(), out_in ? gw_oi : gw_oi.t(), 1e-3, 1e-4);
+    thor::testing::expect_close(b.grad(), gy.sum(0), 1e-4, 1e-4);
+    // and within bf16's rounding of the exact float32 product
+    auto exact = x.detach().reshape({-1, in}).matmul(out_in ? w.detach().t() : w.detach()) + b.detach();
+    EXPECT_LT((y.reshape({-1, out}) - exact).abs().max().item<double>(), 0.02 * exact.abs().max().item<double>());
+  }
+}
+
+TEST(Gemm, Int8ProductFollowsThePerRowPerChannelScheme) {
+  if (!thor::precision_available(thor::Precision::Int8)) GTEST_SKIP() << "no oneDNN int8 gemm in this process";
+  torch::NoGradGuard ng;
+  thor::PrecisionGuard int8(thor::Precision::Int8);
+  torch::manual_seed(12);
+  const int64_t in = 96, out = 37;
+  auto x = torch::randn({2, 11, in});
+  x[0][3] *= 50;  // rows of very different ranges: each has its own scale
+  auto w = torch::randn({out, in}), b = torch::randn({out});
+  auto x2 = x.reshape({-1, in});
+  auto ref = int8_reference(x2, w, b);
+  thor::testing::expect_close(thor::linear(x, w, b).reshape({-1, out}), ref, 1e-4, 1e-4);
+  thor::testing::expect_close(thor::linear_in_out(x2, w.t().contiguous(), b), ref, 1e-4, 1e-4);
+  thor::testing::expect_close(thor::linear_in_out(x2, w.t().contiguous(), torch::Tensor()), int8_reference(x2, w, {}),
+                              1e-4, 1e-4);
+  // close to the float32 product
+  auto exact = x2.matmul(w.t()) + b;
+  auto err = (thor::linear(x2, w, b) - exact).abs() / exact.abs().amax(1, true);
+  EXPECT_LT(err.max().item<double>(), 0.03);
+}
+
+TEST(Gemm, Int8HasNoBackward) {
+  if (!thor::precision_available(thor::Precision::Int8)) GTEST_SKIP() << "no oneDNN int8 gemm in this process";
+  thor::PrecisionGuard int8(thor::Precision::Int8);
+  auto x = torch::randn({4, 8}), w = torch::randn({5, 8}, torch::requires_grad());
+  EXPECT_THROW(thor::linear(x, w, torch::Tensor()), c10::Error);
+}
+
+TEST(Gemm, CachedLowPrecisionWeightsFollowTheWeight) {
+  if (!thor::precision_available(thor::Precision::Int8)) GTEST_SKIP() << "no oneDNN int8 gemm in this process";
+  torch::NoGradGuard ng;
+  torch::manual_seed(13);
+  auto x = torch::randn({6, 16}), w = torch::randn({9, 16});
+  for (auto p : {thor::Precision::BFloat16, thor::Precision::Int8}) {
+    thor::PrecisionGuard guard(p);
+    auto before = thor::linear(x, w, torch::Tensor());
+    thor::testing::expect_close(thor::linear(x, w, torch::Tensor()), before, 0, 0);  // cache hit: same result
+    w.mul_(-2);  // an in-place update (optimizer step, checkpoint load) bumps the version
+    auto after = thor::linear(x, w, torch::Tensor());
+    thor::testing::expect_close(after, before * -2, 1e-2, 1e-2);
+    auto w2 = w[3];  // a slice of the same storage has its own entry
+    thor::testing::expect_close(thor::linear(x, w2.unsqueeze(0), torch::Tensor()), after.narrow(1, 3, 1), 1e-5, 1e-5);
+    w.div_(-2);
+  }
+}
+
+TEST(Gemm, PrecisionOptionIsChecked) {
+  EXPECT_THROW(thor::parse_precision("fp16"), thor::Error);
+  EXPECT_EQ(thor::parse_precision("bf16"), thor::Precision::BFloat16);
+  EXPECT_THROW(thor::use_precision("int8", torch::kCPU, /*training=*/true), thor::Error);
+  EXPECT_THROW(thor::use_precision("bf16", torch::Device("cuda:0"), /*training=*/true), thor::Error);
+  EXPECT_EQ(thor::use_precision("float32", torch::kCPU, true), thor::Precision::Float32);
+  EXPECT_EQ(thor::matmul_precision(), thor::Precision::Float32);
 }
 
 }  // namespace

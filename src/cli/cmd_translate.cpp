@@ -12,6 +12,7 @@
 #include "thor/common/runtime.h"
 #include "thor/data/corpus.h"
 #include "thor/decode/translator.h"
+#include "thor/ops/gemm.h"
 #include "thor/train/checkpoint.h"
 
 namespace thor::cli {
@@ -41,15 +42,27 @@ void add_translate(CLI::App& app, Common& common) {
   static std::string shortlist_path;
   cmd->add_option("--shortlist", shortlist_path,
                   "vocabulary shortlist (thor shortlist): score only the source tokens' candidates");
+  static std::string precision = "float32";
+  cmd->add_option("--precision", precision,
+                  "float32 | bf16 | int8: type of the linear layers' products (int8: weights per output "
+                  "channel, activations per row, int32 accumulation; CPU)")
+      ->capture_default_str();
+  cmd->add_option("--workers", o.workers,
+                  "batches decoded in parallel, each with threads/workers intra-op threads (0 = auto: one per "
+                  "thread on the CPU)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   static bool profile = false;
   cmd->add_flag("--profile", profile, "time decoding per operation class (table on stderr)");
   cmd->callback([&common] {
     apply_common(common);
     if (o.batch_size < 1) throw Error("--batch-size must be >= 1");
     auto dev = runtime::parse_device(device);
+    use_precision(precision, dev, /*training=*/false);
     int64_t fixed = 0;
     auto select = parse_expert_select(expert_select, &fixed);
     torch::manual_seed(seed);
+    o.seed = seed;
     auto lm = load_model(model_path, dev);
     if (select == ExpertSelect::Fixed && fixed >= lm.config.num_experts && lm.config.num_experts > 1)
       throw Error("--expert-select fixed:" + std::to_string(fixed) + ": the model has " +
@@ -62,7 +75,10 @@ void add_translate(CLI::App& app, Common& common) {
     THOR_LOG("translate") << lines.size() << " sentences, beam " << o.search.beam << ", " << dev;
     auto t0 = std::chrono::steady_clock::now();
     std::unique_ptr<OpProfile> prof;
-    if (profile) prof = std::make_unique<OpProfile>();
+    if (profile) {
+      prof = std::make_unique<OpProfile>();
+      o.workers = 1;  // the profile times the operations of one thread
+    }
     auto out = translate_lines(lm.model, lm.vocab, lines, o, dev);
     if (prof) {
       prof->stop();

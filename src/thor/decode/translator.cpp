@@ -1,8 +1,13 @@
 // See translator.h.
 #include "thor/decode/translator.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <algorithm>
+#include <atomic>
+#include <exception>
 #include <numeric>
+#include <thread>
 
 #include "thor/common/error.h"
 #include "thor/data/dataset.h"
@@ -34,13 +39,23 @@ std::vector<std::vector<Translation>> translate_lines(Transformer& model, const 
   if (opt.shortlist && opt.shortlist->vocab_size != model->output_projection.size(0))
     throw Error("--shortlist: built for a vocabulary of " + std::to_string(opt.shortlist->vocab_size) +
                 " tokens, the model has " + std::to_string(model->output_projection.size(0)));
-  TransformerStepModel step_model(model, opt.shortlist);
+  const auto num_batches = static_cast<int64_t>((order.size() + static_cast<size_t>(opt.batch_size) - 1) /
+                                                 static_cast<size_t>(opt.batch_size));
+  const int threads = at::get_num_threads();
+  int64_t workers = opt.workers > 0 ? opt.workers : (device.is_cpu() ? threads : 1);
+  // Token-level draws come from the global generator at every step: their order, and so the
+  // output, would depend on scheduling.
+  if (model->stochastic_experts() && model->expert_select() == ExpertSelect::Token) workers = 1;
+  workers = std::max<int64_t>(1, std::min(workers, num_batches));
+
   std::vector<std::vector<Translation>> out(lines.size());
-  for (size_t start = 0; start < order.size(); start += opt.batch_size) {
-    size_t end = std::min(order.size(), start + static_cast<size_t>(opt.batch_size));
+  auto decode_batch = [&](TransformerStepModel& step_model, int64_t b) {
+    const size_t start = static_cast<size_t>(b * opt.batch_size);
+    const size_t end = std::min(order.size(), start + static_cast<size_t>(opt.batch_size));
     std::vector<std::vector<int>> batch;
     for (size_t j = start; j < end; ++j) batch.push_back(ids[order[j]]);
     auto src = pad_sources(batch, cfg.pad_id, cfg.eos_id).to(device);
+    step_model.set_generator(at::detail::createCPUGenerator(opt.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(b)));
     auto hyps = beam_search(step_model, src, so);
     for (size_t j = start; j < end; ++j) {
       auto& dst = out[order[j]];
@@ -50,6 +65,34 @@ std::vector<std::vector<Translation>> translate_lines(Transformer& model, const 
       }
       if (dst.empty()) dst.push_back({"", 0.0, 0});
     }
+  };
+
+  if (workers == 1) {
+    TransformerStepModel step_model(model, opt.shortlist);
+    for (int64_t b = 0; b < num_batches; ++b) decode_batch(step_model, b);
+  } else {
+    // Longest batches first (the order is sorted by length), taken by whichever worker is free.
+    std::atomic<int64_t> next{0};
+    std::vector<std::exception_ptr> errors(static_cast<size_t>(workers));
+    const int per_worker = std::max(1, threads / static_cast<int>(workers));
+    std::vector<std::thread> pool;
+    for (int64_t w = 0; w < workers; ++w) {
+      pool.emplace_back([&, w] {
+        try {
+          at::set_num_threads(per_worker);
+          torch::NoGradGuard worker_ng;
+          TransformerStepModel step_model(model, opt.shortlist);
+          for (int64_t b = next++; b < num_batches; b = next++) decode_batch(step_model, b);
+        } catch (...) {
+          errors[static_cast<size_t>(w)] = std::current_exception();
+          next = num_batches;  // the others stop after their current batch
+        }
+      });
+    }
+    for (auto& t : pool) t.join();
+    at::set_num_threads(threads);
+    for (auto& e : errors)
+      if (e) std::rethrow_exception(e);
   }
   if (was_training) model->train();
   return out;

@@ -16,8 +16,10 @@ class TransformerStepModel : public StepModel {
   // shortlist (optional, not owned): each batch scores only its source tokens' candidates.
   explicit TransformerStepModel(Transformer model, const Shortlist* shortlist = nullptr)
       : model_(std::move(model)), shortlist_(shortlist) {}
+  // The next batch's sentence-level expert draws come from this generator (default: global).
+  void set_generator(c10::optional<at::Generator> gen) { gen_ = std::move(gen); }
   DecoderState start(const torch::Tensor& src) override {
-    auto st = model_->init_state(src);
+    auto st = model_->init_state(src, gen_);
     if (shortlist_) {
       const auto& c = model_->config();
       model_->restrict_output(st, shortlist_->select(src, {c.eos_id, c.unk_id}));
@@ -31,12 +33,21 @@ class TransformerStepModel : public StepModel {
  private:
   Transformer model_;
   const Shortlist* shortlist_;
+  c10::optional<at::Generator> gen_;
 };
 
 struct TranslateOptions {
   SearchOptions search;
   int64_t batch_size = 64;  // sentences per batch
   const Shortlist* shortlist = nullptr;  // optional vocabulary shortlist (not owned)
+  // Batches decoded in parallel by `workers` threads sharing the model, each with
+  // threads / workers intra-op threads (Marian's --cpu-threads, CTranslate2's inter_threads):
+  // one decoding step is too small to keep several cores busy. 0 = auto: on the CPU as many
+  // workers as intra-op threads (at most one per batch), elsewhere 1. Outputs do not depend
+  // on the number of workers: each batch draws its sentence-level experts from a generator
+  // seeded with (seed, batch index).
+  int64_t workers = 0;
+  uint64_t seed = 1;
 };
 
 struct Translation {

@@ -46,7 +46,7 @@ std::vector<torch::Tensor> MultiheadAttentionImpl::project_fused(const torch::Te
   } else {
     params = w;
     params.insert(params.end(), b.begin(), b.end());
-    fused = fused_[proj.size()].get(params, make);
+    fused = fused_.at(proj.size()).get(params, make);
   }
   const auto& fw = fused[0];
   const auto& fb = fused[1];

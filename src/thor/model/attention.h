@@ -1,6 +1,7 @@
 // Multi-head attention (Vaswani et al. 2017) with an incremental path for decoding.
 // Layout is batch-first everywhere: [B, T, C]; per-head tensors are [B, H, T, Dh].
 #pragma once
+#include <array>
 #include <map>
 #include <vector>
 
@@ -45,7 +46,7 @@ class MultiheadAttentionImpl : public torch::nn::Module {
   std::vector<torch::Tensor> project_fused(const torch::Tensor& x, const std::vector<torch::nn::Linear*>& proj);
   // Without autograd (decoding, validation) the concatenated weights are kept while the
   // parameters are unchanged: one cache per projection set (q/k/v, k/v).
-  std::map<size_t, DerivedCache> fused_;
+  std::array<DerivedCache, 4> fused_;  // indexed by the number of fused projections
   int64_t dim_, heads_, head_dim_;
   double dropout_;
 };

@@ -152,10 +152,12 @@ torch::Tensor TransformerImpl::project(const torch::Tensor& h) {
   return linear(h, output_projection, torch::Tensor());
 }
 
-torch::Tensor TransformerImpl::encode(const torch::Tensor& src) {
+torch::Tensor TransformerImpl::encode(const torch::Tensor& src) { return encode_with(src, ctx_); }
+
+torch::Tensor TransformerImpl::encode_with(const torch::Tensor& src, const RoutingContext& ctx) {
   auto pad_mask = src.eq(cfg_.pad_id);  // [B, S]
   auto x = embed(encoder_embed, src, 0);
-  for (auto& m : *encoder_layers) x = m->as<EncoderLayerImpl>()->forward(x, pad_mask, src, ctx_);
+  for (auto& m : *encoder_layers) x = m->as<EncoderLayerImpl>()->forward(x, pad_mask, src, ctx);
   if (encoder_norm) x = encoder_norm(x);
   return x;
 }
@@ -187,19 +189,20 @@ std::vector<std::string> TransformerImpl::expert_layer_names() const {
   return out;
 }
 
-DecoderState TransformerImpl::init_state(const torch::Tensor& src) {
+DecoderState TransformerImpl::init_state(const torch::Tensor& src, c10::optional<at::Generator> gen) {
   DecoderState st;
   // Sentence-level stochastic experts: one draw per sentence and expert layer, kept in the
   // state so every decoding step and every beam of that sentence uses the same experts
-  // (the official THOR code redraws at every step).
-  ctx_.row_experts = torch::Tensor();
-  if (stochastic_experts_ && !is_training() && ctx_.select == ExpertSelect::Sentence) {
-    ctx_.row_experts = torch::randint(cfg_.num_experts, {src.size(0), num_expert_layers_},
-                                      torch::TensorOptions().dtype(torch::kLong).device(src.device()));
-    st.sentences["row_experts"] = ctx_.row_experts;
+  // (the official THOR code redraws at every step). The routing context is a copy: decoding
+  // workers share the model, each batch has its own draws.
+  RoutingContext ctx = ctx_;
+  if (stochastic_experts_ && !is_training() && ctx.select == ExpertSelect::Sentence) {
+    ctx.row_experts = torch::randint(cfg_.num_experts, {src.size(0), num_expert_layers_}, gen,
+                                     torch::TensorOptions().dtype(torch::kLong))
+                          .to(src.device());
+    st.sentences["row_experts"] = ctx.row_experts;
   }
-  auto enc = encode(src);
-  ctx_.row_experts = torch::Tensor();
+  auto enc = encode_with(src, ctx);
   st.sentences["src_pad_mask"] = src.eq(cfg_.pad_id);
   for (size_t i = 0; i < decoder_layers->size(); ++i) {
     auto layer = decoder_layers[i]->as<DecoderLayerImpl>();
@@ -215,16 +218,16 @@ torch::Tensor TransformerImpl::step(const torch::Tensor& last, int64_t step, Dec
   auto x = embed(decoder_embed, last.view({-1, 1}), step);  // [N, 1, C], N = sentences * beam
   const auto& mask = st.sentences.at("src_pad_mask");
   auto tokens = last.view({-1, 1});
+  RoutingContext ctx = ctx_;
   if (auto it = st.sentences.find("row_experts"); it != st.sentences.end())
-    ctx_.row_experts = it->second.repeat_interleave(st.beam, 0);
+    ctx.row_experts = it->second.repeat_interleave(st.beam, 0);
   for (size_t i = 0; i < decoder_layers->size(); ++i) {
     auto id = std::to_string(i);
     auto layer = decoder_layers[i]->as<DecoderLayerImpl>();
     x = layer->step(x, st, id, st.sentences.at("enc_k." + id), st.sentences.at("enc_v." + id), mask, st.beam,
-                    tokens, ctx_);
+                    tokens, ctx);
   }
   st.filled = step + 1;
-  ctx_.row_experts = torch::Tensor();
   if (decoder_norm) x = decoder_norm(x);
   if (auto it = st.batch.find("output_weight"); it != st.batch.end())
     return linear(x.squeeze(1), it->second, torch::Tensor());  // [N, V']

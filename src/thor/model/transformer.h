@@ -68,7 +68,8 @@ class TransformerImpl : public torch::nn::Module {
 
   // Incremental decoding: encoder runs once here; cross-attention keys/values are
   // projected once; self-attention keys/values are cached per layer.
-  DecoderState init_state(const torch::Tensor& src);
+  // gen: the generator of sentence-level expert draws (default: the global one).
+  DecoderState init_state(const torch::Tensor& src, c10::optional<at::Generator> gen = c10::nullopt);
   // last [N] tokens at position `step` -> logits [N, V], or [N, V'] over state.vocab
   torch::Tensor step(const torch::Tensor& last, int64_t step, DecoderState& state);
   // Scores only the token ids `vocab` (sorted, int64 [V']) in this state's steps: their
@@ -81,6 +82,8 @@ class TransformerImpl : public torch::nn::Module {
   // draws (THOR's stacked passes); `select` is the inference policy of stochastic experts.
   void set_groups(int64_t groups) { ctx_.groups = groups; }
   void set_expert_select(ExpertSelect select, int64_t fixed_expert = 0);
+  ExpertSelect expert_select() const { return ctx_.select; }
+  bool stochastic_experts() const { return stochastic_experts_; }  // a stochastic router (thor, random)
   // Pins stochastic experts: pinned[l][g] = expert of row group g at expert layer l ({} = draw).
   void pin_experts(std::vector<std::vector<int64_t>> pinned) { ctx_.pinned = std::move(pinned); }
   // Expert layers in order (encoder, then decoder); empty for a dense model.
@@ -93,6 +96,7 @@ class TransformerImpl : public torch::nn::Module {
   torch::nn::LayerNorm encoder_norm{nullptr}, decoder_norm{nullptr};  // pre-norm only
 
  private:
+  torch::Tensor encode_with(const torch::Tensor& src, const RoutingContext& ctx);
   torch::Tensor embed(torch::nn::Embedding& emb, const torch::Tensor& tokens, int64_t offset);
   torch::Tensor project(const torch::Tensor& h);  // [.., C] -> [.., V]
   ModelConfig cfg_;

@@ -2,6 +2,7 @@
 #include "thor/moe/expert_ffn.h"
 
 #include <cmath>
+#include <mutex>
 
 #include "thor/common/error.h"
 #include "thor/ops/dropout.h"
@@ -156,6 +157,7 @@ torch::Tensor ExpertFFNImpl::forward(const torch::Tensor& x, const torch::Tensor
   } else {
     r = router->route(in);
   }
+  torch::Tensor share_now;
   {
     torch::NoGradGuard ng;
     if (!r.group_expert.empty()) {
@@ -173,15 +175,21 @@ torch::Tensor ExpertFFNImpl::forward(const torch::Tensor& x, const torch::Tensor
         if (e >= 0) share[e] += vg[g] / total;
         else for (auto& s : share) s += vg[g] / total / static_cast<double>(E);  // merged: every expert equally
       }
-      last.share = torch::tensor(share, torch::kDouble).to(torch::kFloat);
+      share_now = torch::tensor(share, torch::kDouble).to(torch::kFloat);
     } else {
       auto e = r.expert.reshape({-1});
       auto kept = e.masked_select(e >= 0);
-      last.share = torch::bincount(kept.to(torch::kCPU), {}, E).to(torch::kFloat) /
+      share_now = torch::bincount(kept.to(torch::kCPU), {}, E).to(torch::kFloat) /
                    std::max<double>(1.0, in.valid.sum().item<double>());
     }
   }
-  last.aux = r.aux;
+  {
+    // parallel decoding workers share the layer: the statistics are written under a lock
+    static std::mutex stats_mu;
+    std::lock_guard<std::mutex> lock(stats_mu);
+    last.share = share_now;
+    last.aux = r.aux;
+  }
   return dispatch(x2, r).view({B, T, d});
 }
 

@@ -5,32 +5,58 @@
 #include <ATen/record_function.h>
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstdlib>
+#include <mutex>
 #include <cstring>
 #include <vector>
 
+#include "thor/common/error.h"
+#include "thor/common/log.h"
 #include "thor/common/runtime.h"
 
 namespace thor {
 
 namespace {
 
-// oneDNN's C API (dnnl.h), row-major: C = alpha * op(A) op(B) + beta * C.
+// oneDNN's C API (dnnl.h), row-major: C = alpha * op(A) op(B) + beta * C. The bf16 product
+// takes bfloat16 operands and accumulates and writes float32; the int8 one writes int32
+// (zero points ao/bo and the fixed offset co are 0 here: symmetric quantisation).
 using SgemmFn = int (*)(char transa, char transb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                         int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+using Bf16GemmFn = int (*)(char transa, char transb, int64_t M, int64_t N, int64_t K, float alpha,
+                           const c10::BFloat16* A, int64_t lda, const c10::BFloat16* B, int64_t ldb, float beta,
+                           float* C, int64_t ldc);
+using S8GemmFn = int (*)(char transa, char transb, char offsetc, int64_t M, int64_t N, int64_t K, float alpha,
+                         const int8_t* A, int64_t lda, int8_t ao, const int8_t* B, int64_t ldb, int8_t bo, float beta,
+                         int32_t* C, int64_t ldc, const int32_t* co);
+
+void* onednn_symbol(const char* name) {
+  const char* env = std::getenv("THOR_GEMM");
+  if (env && std::strcmp(env, "aten") == 0) return nullptr;
+  void* sym = dlsym(RTLD_DEFAULT, name);
+  if (!sym) {
+    if (void* h = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD)) sym = dlsym(h, name);
+  }
+  return sym;
+}
 
 SgemmFn onednn_sgemm() {
-  static SgemmFn fn = [] {
-    const char* env = std::getenv("THOR_GEMM");
-    if (env && std::strcmp(env, "aten") == 0) return SgemmFn(nullptr);
-    void* sym = dlsym(RTLD_DEFAULT, "dnnl_sgemm");
-    if (!sym) {
-      if (void* h = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD)) sym = dlsym(h, "dnnl_sgemm");
-    }
-    return reinterpret_cast<SgemmFn>(sym);
-  }();
+  static SgemmFn fn = reinterpret_cast<SgemmFn>(onednn_symbol("dnnl_sgemm"));
   return fn;
 }
+Bf16GemmFn onednn_bf16_gemm() {
+  static Bf16GemmFn fn = reinterpret_cast<Bf16GemmFn>(onednn_symbol("dnnl_gemm_bf16bf16f32"));
+  return fn;
+}
+S8GemmFn onednn_s8_gemm() {
+  static S8GemmFn fn = reinterpret_cast<S8GemmFn>(onednn_symbol("dnnl_gemm_s8s8s32"));
+  return fn;
+}
+
+std::atomic<Precision> g_precision{Precision::Float32};
 
 bool fast_path(const torch::Tensor& x, const torch::Tensor& w) {
   return onednn_sgemm() && x.device().is_cpu() && x.scalar_type() == torch::kFloat &&
@@ -80,21 +106,34 @@ std::vector<int64_t> batch_offsets(const torch::Tensor& t) {
 
 // The one call into oneDNN: c (contiguous [..., M, N]) = a b, plus c when accumulate, for
 // a [..., M, K] and b [..., K, N] with the same leading dimensions, each matrix a strided
-// or transposed view (prepared). One matrix: sgemm threads it; several: one sgemm per
-// matrix, the matrices in parallel.
+// or transposed view (prepared). Operands float32 (c float32), bfloat16 (c float32) or int8
+// (c int32). One matrix: oneDNN threads it; several: one product per matrix, the matrices
+// in parallel.
 void sgemm(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c, bool accumulate = false) {
   MatView va, vb;
   TORCH_CHECK(mat_view(a, &va) && mat_view(b, &vb), "sgemm: unsupported operand layout");
+  TORCH_CHECK(a.scalar_type() == b.scalar_type(), "sgemm: operand types differ");
   const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
   auto oa = batch_offsets(a), ob = batch_offsets(b);
-  const float* pa = a.data_ptr<float>();
-  const float* pb = b.data_ptr<float>();
-  float* pc = c.data_ptr<float>();
+  const char ta = va.trans ? 'T' : 'N', tb = vb.trans ? 'T' : 'N';
+  const float beta = accumulate ? 1.0f : 0.0f;
+  const auto type = a.scalar_type();
   auto one = [&](int64_t i) {
-    int status = onednn_sgemm()(va.trans ? 'T' : 'N', vb.trans ? 'T' : 'N', M, N, K, 1.0f,
-                                pa + oa[static_cast<size_t>(i)], va.ld, pb + ob[static_cast<size_t>(i)], vb.ld,
-                                accumulate ? 1.0f : 0.0f, pc + i * M * N, N);
-    TORCH_CHECK(status == 0, "dnnl_sgemm failed with status ", status);
+    const auto ia = oa[static_cast<size_t>(i)], ib = ob[static_cast<size_t>(i)];
+    int status = 0;
+    if (type == torch::kFloat) {
+      status = onednn_sgemm()(ta, tb, M, N, K, 1.0f, a.data_ptr<float>() + ia, va.ld, b.data_ptr<float>() + ib, vb.ld,
+                              beta, c.data_ptr<float>() + i * M * N, N);
+    } else if (type == torch::kBFloat16) {
+      status = onednn_bf16_gemm()(ta, tb, M, N, K, 1.0f, a.data_ptr<c10::BFloat16>() + ia, va.ld,
+                                  b.data_ptr<c10::BFloat16>() + ib, vb.ld, beta, c.data_ptr<float>() + i * M * N, N);
+    } else {
+      TORCH_CHECK(type == torch::kChar, "sgemm: unsupported type ", type);
+      const int32_t co = 0;
+      status = onednn_s8_gemm()(ta, tb, 'F', M, N, K, 1.0f, a.data_ptr<int8_t>() + ia, va.ld, 0,
+                                b.data_ptr<int8_t>() + ib, vb.ld, 0, beta, c.data_ptr<int32_t>() + i * M * N, N, &co);
+    }
+    TORCH_CHECK(status == 0, "oneDNN gemm (", type, ") failed with status ", status);
   };
   const auto count = static_cast<int64_t>(oa.size());
   if (count == 1) return one(0);
@@ -103,16 +142,147 @@ void sgemm(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c, boo
   });
 }
 
-// y = x op(W) + b, with op(W) = W^T when w_out_in (W [out, in]), else W [in, out].
+torch::Tensor to_bf16(const torch::Tensor& t) { return prepare(t.to(torch::kBFloat16)); }
+
+// Weights in the low-precision forms, made once while the weight is unchanged (inference:
+// the same parameters serve every decoding step). Keyed by address, shape, strides and
+// version counter; an entry holds the source tensor, so its memory cannot be reused by
+// another tensor while the entry lives. Bounded (oldest out first); thread-safe.
+struct LowWeight {
+  torch::Tensor w;      // bf16, or int8 quantised per output channel
+  torch::Tensor scale;  // int8: float32 [out], one scale per output channel
+};
+class WeightCache {
+ public:
+  LowWeight get(const torch::Tensor& w, Precision p, bool w_out_in) {
+    Key key{w.data_ptr(), w.sizes().vec(), w.strides().vec(), w._version(), p};
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& e : entries_)
+      if (e.key == key) return e.value;
+    LowWeight v = make(w, p, w_out_in);
+    if (entries_.size() >= kCapacity) entries_.erase(entries_.begin());
+    entries_.push_back({key, w, v});
+    return v;
+  }
+
+  static LowWeight make(const torch::Tensor& w, Precision p, bool w_out_in) {
+    if (p == Precision::BFloat16) return {to_bf16(w), torch::Tensor()};
+    // Symmetric int8 per output channel: W [out, in] reduces over dim 1, W [in, out] over 0.
+    auto amax = w.abs().amax(w_out_in ? 1 : 0, /*keepdim=*/true).clamp_min(1e-12f);
+    auto scale = amax / 127.0f;
+    auto q = (w / scale).round().clamp(-127, 127).to(torch::kChar);
+    return {prepare(q), scale.reshape({-1}).contiguous()};
+  }
+
+ private:
+  struct Key {
+    const void* ptr;
+    std::vector<int64_t> sizes, strides;
+    int64_t version;
+    Precision precision;
+    bool operator==(const Key& o) const {
+      return ptr == o.ptr && version == o.version && precision == o.precision && sizes == o.sizes &&
+             strides == o.strides;
+    }
+  };
+  struct Entry {
+    Key key;
+    torch::Tensor source;
+    LowWeight value;
+  };
+  static constexpr size_t kCapacity = 512;
+  std::mutex mu_;
+  std::vector<Entry> entries_;
+};
+
+WeightCache& weight_cache() {
+  static WeightCache cache;
+  return cache;
+}
+
+// The element loops of the int8 path, compiled twice (AVX-512 and baseline x86-64) and
+// picked at load time: they touch every activation and every output once per product.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define THOR_VECTOR_CLONES __attribute__((target_clones("avx512f", "default")))
+#else
+#define THOR_VECTOR_CLONES
+#endif
+
+THOR_VECTOR_CLONES void quantize_row(const float* row, int64_t K, int8_t* out, float* scale) {
+  float amax = 0.0f;
+  for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(row[k]));
+  const float s = amax > 0.0f ? amax / 127.0f : 1.0f, inv = 1.0f / s;
+  for (int64_t k = 0; k < K; ++k) out[k] = static_cast<int8_t>(std::nearbyint(row[k] * inv));
+  *scale = s;
+}
+
+THOR_VECTOR_CLONES void dequantize_row(const int32_t* acc, int64_t N, float s, const float* col_scale,
+                                       const float* bias, float* out) {
+  if (bias) {
+    for (int64_t n = 0; n < N; ++n) out[n] = static_cast<float>(acc[n]) * s * col_scale[n] + bias[n];
+  } else {
+    for (int64_t n = 0; n < N; ++n) out[n] = static_cast<float>(acc[n]) * s * col_scale[n];
+  }
+}
+
+// int8 activations: each row scaled by its own max |x| / 127 (symmetric, per row).
+void quantize_rows(const torch::Tensor& x, torch::Tensor& q, torch::Tensor& scale) {
+  const int64_t M = x.size(0), K = x.size(1);
+  q = torch::empty({M, K}, x.options().dtype(torch::kChar));
+  scale = torch::empty({M}, x.options());
+  const float* px = x.data_ptr<float>();
+  int8_t* pq = q.data_ptr<int8_t>();
+  float* ps = scale.data_ptr<float>();
+  at::parallel_for(0, M, 16, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) quantize_row(px + m * K, K, pq + m * K, ps + m);
+  });
+}
+
+// y = x op(W) + b without autograd in the low precisions: bf16 operands (the weight from the
+// cache), or int8 (rows of x and channels of W quantised, int32 products rescaled).
+torch::Tensor low_precision_product(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
+                                    bool w_out_in, Precision p) {
+  RECORD_FUNCTION(p == Precision::Int8 ? "thor::gemm_int8" : "thor::gemm_bf16", std::vector<c10::IValue>());
+  auto lw = weight_cache().get(w, p, w_out_in);
+  auto op_w = w_out_in ? lw.w.t() : lw.w;
+  const int64_t M = x.size(0), N = op_w.size(1);
+  const bool has_bias = b.numel() > 0;
+  if (p == Precision::BFloat16) {
+    auto y = torch::empty({M, N}, x.options());
+    if (has_bias) y.copy_(b.expand(y.sizes()));
+    sgemm(to_bf16(x), op_w, y, has_bias);
+    return y;
+  }
+  torch::Tensor xq, xs;
+  quantize_rows(x.contiguous(), xq, xs);
+  auto acc = torch::empty({M, N}, x.options().dtype(torch::kInt));
+  sgemm(xq, op_w, acc);
+  auto y = torch::empty({M, N}, x.options());
+  const int32_t* pa = acc.data_ptr<int32_t>();
+  const float* px = xs.data_ptr<float>();
+  const float* pw = lw.scale.data_ptr<float>();
+  auto bias = has_bias ? b.contiguous() : b;
+  const float* pb = has_bias ? bias.data_ptr<float>() : nullptr;
+  float* py = y.data_ptr<float>();
+  at::parallel_for(0, M, 16, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) dequantize_row(pa + m * N, N, px[m], pw, pb, py + m * N);
+  });
+  return y;
+}
+
+// y = x op(W) + b, with op(W) = W^T when w_out_in (W [out, in]), else W [in, out]. With
+// bf16 the operands of all three products (forward, input and weight gradients) are
+// rounded to bfloat16 and the products accumulate in float32 (mixed precision: parameters,
+// gradients and everything outside the products stay float32); x is saved in bf16.
 class Gemm : public torch::autograd::Function<Gemm> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x_in,
-                               const torch::Tensor& w_in, const torch::Tensor& b, bool w_out_in) {
+                               const torch::Tensor& w_in, const torch::Tensor& b, bool w_out_in, bool bf16) {
     RECORD_FUNCTION("thor::gemm", std::vector<c10::IValue>());
-    auto x = prepare(x_in), w = prepare(w_in);
+    auto x = bf16 ? to_bf16(x_in) : prepare(x_in), w = bf16 ? to_bf16(w_in) : prepare(w_in);
     auto op_w = w_out_in ? w.t() : w;
     const bool has_bias = b.numel() > 0;  // no bias: an empty tensor (LibTorch 1.13 rejects undefined inputs)
-    auto y = torch::empty({x.size(0), op_w.size(1)}, x.options());
+    auto y = torch::empty({x.size(0), op_w.size(1)}, x_in.options());
     if (has_bias) y.copy_(b.expand(y.sizes()));
     sgemm(x, op_w, y, has_bias);
     ctx->save_for_backward({x, w});
@@ -128,20 +298,22 @@ class Gemm : public torch::autograd::Function<Gemm> {
     auto x = saved[0], w = saved[1];
     bool w_out_in = ctx->saved_data["w_out_in"].toBool();
     auto gy = grad[0].contiguous();
+    auto gy_op = x.scalar_type() == torch::kBFloat16 ? to_bf16(gy) : gy;
+    auto f32 = gy.options();
     torch::Tensor gx, gw, gb;
     if (ctx->needs_input_grad(0)) {  // gx = gy op(W)^T
-      gx = torch::empty(x.sizes(), x.options());
-      sgemm(gy, w_out_in ? w : w.t(), gx);
+      gx = torch::empty(x.sizes(), f32);
+      sgemm(gy_op, w_out_in ? w : w.t(), gx);
     }
     if (ctx->needs_input_grad(1)) {  // W [out, in]: gy^T x ; W [in, out]: x^T gy
-      gw = torch::empty(w.sizes(), w.options());
+      gw = torch::empty(w.sizes(), f32);
       if (w_out_in)
-        sgemm(gy.t(), x, gw);
+        sgemm(gy_op.t(), x, gw);
       else
-        sgemm(x.t(), gy, gw);
+        sgemm(x.t(), gy_op, gw);
     }
     if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)) gb = gy.sum(0);
-    return {gx, gw, gb, torch::Tensor()};
+    return {gx, gw, gb, torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -182,7 +354,17 @@ torch::Tensor gemm(const torch::Tensor& x, const torch::Tensor& w, const torch::
   const int64_t in = x.size(-1);
   auto lead = x.sizes().vec();
   lead.pop_back();
-  auto y = Gemm::apply(x.reshape({-1, in}), w, b.defined() ? b : torch::empty({0}, w.options()), w_out_in);
+  auto x2 = x.reshape({-1, in});
+  auto bias = b.defined() ? b : torch::empty({0}, w.options());
+  const Precision p = g_precision.load();
+  const bool graph = torch::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || bias.requires_grad());
+  torch::Tensor y;
+  if (p != Precision::Float32 && !graph) {
+    y = low_precision_product(x2, w, bias, w_out_in, p);
+  } else {
+    TORCH_CHECK(p != Precision::Int8, "int8 products are for inference: they have no backward");
+    y = Gemm::apply(x2, w, bias, w_out_in, p == Precision::BFloat16);
+  }
   lead.push_back(y.size(1));
   return y.view(lead);
 }
@@ -208,6 +390,68 @@ torch::Tensor batched_matmul(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 std::string gemm_backend() { return onednn_sgemm() ? "onednn" : "aten"; }
+
+bool precision_available(Precision p) {
+  if (p == Precision::Float32) return true;
+  if (!onednn_sgemm()) return false;
+  // Present and working on this CPU: one 2x2x2 product, checked against its exact value.
+  static const bool bf16_ok = [] {
+    if (!onednn_bf16_gemm()) return false;
+    c10::BFloat16 a[4] = {1, 2, 3, 4}, b[4] = {1, 0, 0, 1};
+    float c[4] = {0, 0, 0, 0};
+    return onednn_bf16_gemm()('N', 'N', 2, 2, 2, 1.0f, a, 2, b, 2, 0.0f, c, 2) == 0 && c[0] == 1 && c[3] == 4;
+  }();
+  static const bool int8_ok = [] {
+    if (!onednn_s8_gemm()) return false;
+    int8_t a[4] = {1, 2, 3, 4}, b[4] = {1, 0, 0, -1};
+    int32_t c[4] = {0, 0, 0, 0};
+    const int32_t co = 0;
+    return onednn_s8_gemm()('N', 'N', 'F', 2, 2, 2, 1.0f, a, 2, 0, b, 2, 0, 0.0f, c, 2, &co) == 0 && c[0] == 1 &&
+           c[3] == -4;
+  }();
+  return p == Precision::BFloat16 ? bf16_ok : int8_ok;
+}
+
+void set_matmul_precision(Precision p) {
+  if (!precision_available(p))
+    throw Error("--precision " + precision_name(p) +
+                ": needs oneDNN's CPU gemm for that type (libdnnl.so.2 loaded by LibTorch), not found in this process");
+  g_precision.store(p);
+}
+
+Precision matmul_precision() { return g_precision.load(); }
+
+Precision parse_precision(const std::string& name) {
+  if (name == "float32" || name == "fp32") return Precision::Float32;
+  if (name == "bf16" || name == "bfloat16") return Precision::BFloat16;
+  if (name == "int8") return Precision::Int8;
+  throw Error("--precision: unknown '" + name + "' (float32, bf16, int8)");
+}
+
+std::string precision_name(Precision p) {
+  switch (p) {
+    case Precision::Float32: return "float32";
+    case Precision::BFloat16: return "bf16";
+    case Precision::Int8: return "int8";
+  }
+  return "?";
+}
+
+bool cpu_has_native_bf16() { return __builtin_cpu_supports("avx512bf16") != 0; }
+
+Precision use_precision(const std::string& name, const torch::Device& device, bool training) {
+  const Precision p = parse_precision(name);
+  if (p == Precision::Float32) return p;
+  if (training && p == Precision::Int8) throw Error("--precision int8 is for inference (translate); train with float32 or bf16");
+  if (!device.is_cpu()) throw Error("--precision " + name + ": implemented for the CPU (oneDNN); use float32 on " + device.str());
+  set_matmul_precision(p);
+  if (p == Precision::BFloat16 && !cpu_has_native_bf16())
+    THOR_WARN("precision") << "this CPU has no AVX512-BF16: oneDNN emulates bf16 products, likely slower than float32";
+  return p;
+}
+
+PrecisionGuard::PrecisionGuard(Precision p) : saved_(matmul_precision()) { set_matmul_precision(p); }
+PrecisionGuard::~PrecisionGuard() { g_precision.store(saved_); }
 
 }  // namespace thor
 

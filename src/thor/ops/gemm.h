@@ -26,6 +26,37 @@ torch::Tensor batched_matmul(const torch::Tensor& a, const torch::Tensor& b);
 // "onednn" or "aten": the backend the CPU float path uses in this process.
 std::string gemm_backend();
 
+// Precision of linear()/linear_in_out() products on the oneDNN path (attention products
+// stay float32). Float32: exact sgemm. BFloat16: operands rounded to bfloat16, products
+// accumulated and written in float32 (training: mixed precision, parameters and gradients
+// float32; 2x sgemm's rate on CPUs with AVX512-BF16). Int8 (inference only): weights
+// quantised symmetrically per output channel (cached), activations per row at each call,
+// int32 products rescaled to float32 (CTranslate2's int8 scheme; ~4x sgemm with VNNI).
+// Without autograd (decoding, validation) bf16/int8 weights are converted once and cached
+// while unchanged. Process-wide; set once from the command line.
+enum class Precision { Float32, BFloat16, Int8 };
+void set_matmul_precision(Precision p);  // throws thor::Error when this process lacks the kernel
+Precision matmul_precision();
+bool precision_available(Precision p);
+Precision parse_precision(const std::string& name);  // float32 | bf16 | int8; thor::Error otherwise
+std::string precision_name(Precision p);
+bool cpu_has_native_bf16();  // AVX512-BF16: without it oneDNN emulates bf16 (slower than float32)
+// The --precision option: parses, checks (int8 only when !training, low precisions only on
+// the CPU), sets it process-wide and warns when bf16 would be emulated. Throws thor::Error.
+Precision use_precision(const std::string& name, const torch::Device& device, bool training);
+
+// Sets the precision for a scope (tests).
+class PrecisionGuard {
+ public:
+  explicit PrecisionGuard(Precision p);
+  ~PrecisionGuard();
+  PrecisionGuard(const PrecisionGuard&) = delete;
+  PrecisionGuard& operator=(const PrecisionGuard&) = delete;
+
+ private:
+  Precision saved_;
+};
+
 }  // namespace thor
 
 namespace thor {

@@ -21,6 +21,7 @@
 #include "thor/data/meta.h"
 #include "thor/decode/translator.h"
 #include "thor/eval/metrics.h"
+#include "thor/ops/gemm.h"
 #include "thor/model/flops.h"
 #include "thor/model/transformer.h"
 #include "thor/train/checkpoint.h"
@@ -40,7 +41,8 @@ void to_json(nlohmann::json& j, const TrainOptions& o) {
        {"weight_decay", o.weight_decay}, {"clip_norm", o.clip_norm},
        {"label_smoothing", o.label_smoothing}, {"max_update", o.max_update},
        {"max_epoch", o.max_epoch}, {"max_time_s", o.max_time_s}, {"seed", o.seed},
-       {"eval_beam", o.eval_beam}, {"eval_lenpen", o.eval_lenpen}, {"consistency_alpha", o.consistency_alpha}};
+       {"eval_beam", o.eval_beam}, {"eval_lenpen", o.eval_lenpen}, {"consistency_alpha", o.consistency_alpha},
+       {"precision", o.precision}};
 }
 
 namespace {
@@ -81,6 +83,7 @@ std::vector<int64_t> epoch_order(size_t nbatches, uint64_t seed, int64_t epoch) 
 class Trainer {
  public:
   Trainer(const TrainOptions& opt, ModelConfig cfg) : opt_(opt), device_(runtime::parse_device(opt.device)) {
+    use_precision(opt.precision, device_, /*training=*/true);
     meta_ = read_meta(opt.data_dir);
     vocab_ = Vocab::from_file((fs::path(opt.data_dir) / "spm.model").string());
     train_ = Dataset::load((fs::path(opt.data_dir) / "train.bin").string());
@@ -126,7 +129,7 @@ class Trainer {
     THOR_LOG("train") << "model " << cfg.arch << ": " << nparams << " parameters, d=" << cfg.d_model
                       << " ffn=" << cfg.ffn_dim << " layers=" << cfg.encoder_layers << "+"
                       << cfg.decoder_layers << " on " << device_ << ", " << at::get_num_threads()
-                      << " threads";
+                      << " threads, " << precision_name(matmul_precision()) << " products";
     auto experts = model_->expert_layers();
     two_pass_ = !experts.empty() && experts.front()->router->two_pass();
     if (!experts.empty())

@@ -17,6 +17,7 @@ namespace thor {
 struct TrainOptions {
   std::string data_dir, save_dir = "checkpoints";
   std::string device = "auto";
+  std::string precision = "float32";  // float32 | bf16 (products of the linear layers, see ops/gemm.h)
   int64_t max_tokens = 4096, max_sentences = 0, update_freq = 1;
   double lr = 5e-4, warmup_init_lr = 1e-7;
   int64_t warmup_updates = 4000;
