@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "fixtures.h"
+#include "thor/ops/attention_kernel.h"
 #include "thor/ops/derived_cache.h"
 #include "thor/ops/dropout.h"
 #include "thor/common/error.h"
@@ -263,6 +264,47 @@ TEST(Gemm, PrecisionOptionIsChecked) {
   EXPECT_THROW(thor::use_precision("bf16", torch::Device("cuda:0"), /*training=*/true), thor::Error);
   EXPECT_EQ(thor::use_precision("float32", torch::kCPU, true), thor::Precision::Float32);
   EXPECT_EQ(thor::matmul_precision(), thor::Precision::Float32);
+}
+
+}  // namespace
+
+namespace {
+
+// The composite definition: softmax(q k^T + mask) v, heads merged into [B, T, H * Dh].
+torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                  const torch::Tensor& kpm, bool causal) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), S = k.size(2);
+  auto scores = q.matmul(k.transpose(-1, -2));
+  if (causal) scores.masked_fill_(torch::ones({T, S}, torch::kBool).triu(S - T + 1), -INFINITY);
+  if (kpm.defined()) scores.masked_fill_(kpm.view({B, 1, 1, S}), -INFINITY);
+  return torch::softmax(scores, -1).matmul(v).transpose(1, 2).reshape({B, T, H * q.size(3)});
+}
+
+TEST(AttentionKernel, EqualsTheCompositeDefinition) {
+  torch::NoGradGuard ng;
+  torch::manual_seed(21);
+  const int64_t B = 3, H = 4, Dh = 20, S = 9;
+  auto kpm = torch::zeros({B, S}, torch::kBool);
+  kpm[0].narrow(0, 6, 3).fill_(true);
+  kpm[2][0] = true;
+  for (int64_t T : {1, 5, 9}) {
+    // q, k, v as the model has them: heads split out of [B, len, H, Dh] (strided views)
+    auto q = torch::randn({B, T, H, Dh}).transpose(1, 2);
+    auto k = torch::randn({B, S, H, Dh}).transpose(1, 2), v = torch::randn({B, S, H, Dh}).transpose(1, 2);
+    thor::testing::expect_close(thor::attention_inference(q, k, v, kpm, false),
+                                attention_reference(q, k, v, kpm, false), 1e-5, 1e-5);
+    thor::testing::expect_close(thor::attention_inference(q, k, v, torch::Tensor(), true),
+                                attention_reference(q, k, v, torch::Tensor(), true), 1e-5, 1e-5);
+    // a transposed last dimension (stride != 1) is copied first
+    auto kt = k.contiguous().transpose(-1, -2).contiguous().transpose(-1, -2);
+    thor::testing::expect_close(thor::attention_inference(q, kt, v, kpm, false),
+                                attention_reference(q, k, v, kpm, false), 1e-5, 1e-5);
+  }
+  // every key masked: zeros instead of NaN
+  auto all = torch::ones({1, 4}, torch::kBool);
+  auto z = thor::attention_inference(torch::randn({1, 2, 3, 8}), torch::randn({1, 2, 4, 8}), torch::randn({1, 2, 4, 8}),
+                                     all, false);
+  EXPECT_EQ(z.abs().sum().item<double>(), 0.0);
 }
 
 }  // namespace

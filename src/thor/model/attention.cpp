@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "thor/ops/dropout.h"
+#include "thor/ops/attention_kernel.h"
 #include "thor/ops/gemm.h"
 
 namespace thor {
@@ -79,6 +80,8 @@ torch::Tensor MultiheadAttentionImpl::attend_heads(const torch::Tensor& q, const
                                                    const torch::Tensor& v, const torch::Tensor& kpm,
                                                    bool causal) {
   auto B = q.size(0), T = q.size(2), S = k.size(2);
+  if (!torch::GradMode::is_enabled() && !is_training() && q.device().is_cpu() && q.scalar_type() == torch::kFloat)
+    return linear(attention_inference(q, k, v, kpm, causal), out_proj->weight, out_proj->bias);
   auto scores = batched_matmul(q, k.transpose(-1, -2));  // [B, H, T, S]
   const float ninf = -std::numeric_limits<float>::infinity();
   if (causal) {

@@ -16,6 +16,7 @@
 #include "thor/common/error.h"
 #include "thor/common/log.h"
 #include "thor/common/runtime.h"
+#include "thor/ops/simd.h"
 
 namespace thor {
 
@@ -200,17 +201,14 @@ WeightCache& weight_cache() {
   return cache;
 }
 
-// The element loops of the int8 path, compiled twice (AVX-512 and baseline x86-64) and
-// picked at load time: they touch every activation and every output once per product.
-#if defined(__x86_64__) && defined(__GNUC__)
-#define THOR_VECTOR_CLONES __attribute__((target_clones("avx512f", "default")))
-#else
-#define THOR_VECTOR_CLONES
-#endif
-
 THOR_VECTOR_CLONES void quantize_row(const float* row, int64_t K, int8_t* out, float* scale) {
+  float lanes[16] = {};  // independent maxima: vectorisable
+  int64_t k0 = 0;
+  for (; k0 + 16 <= K; k0 += 16)
+    for (int l = 0; l < 16; ++l) lanes[l] = std::max(lanes[l], std::fabs(row[k0 + l]));
   float amax = 0.0f;
-  for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(row[k]));
+  for (; k0 < K; ++k0) amax = std::max(amax, std::fabs(row[k0]));
+  for (int l = 0; l < 16; ++l) amax = std::max(amax, lanes[l]);
   const float s = amax > 0.0f ? amax / 127.0f : 1.0f, inv = 1.0f / s;
   for (int64_t k = 0; k < K; ++k) out[k] = static_cast<int8_t>(std::nearbyint(row[k] * inv));
   *scale = s;
