@@ -141,6 +141,50 @@ TEST(Model, BatchedBeamSearchEqualsSentenceAlone) {
   }
 }
 
+// CPU inference keeps the self-attention history paged (a beam reorder permutes an index,
+// the kernel reads through it); unpaged, the same search reorders the cached keys and
+// values themselves. Both must find the same hypotheses with the same scores.
+struct UnpagedStepModel : thor::StepModel {
+  explicit UnpagedStepModel(thor::StepModel& inner) : inner(inner) {}
+  thor::DecoderState start(const torch::Tensor& src) override {
+    auto st = inner.start(src);
+    st.paged = false;
+    return st;
+  }
+  torch::Tensor step(const torch::Tensor& last, int64_t t, thor::DecoderState& st) override {
+    return inner.step(last, t, st);
+  }
+  thor::StepModel& inner;
+};
+
+TEST(Model, PagedHistoryBeamSearchEqualsReorderedCaches) {
+  torch::manual_seed(5);
+  Transformer m(small_config(false));
+  m->eval();
+  thor::TransformerStepModel step_model(m);
+  thor::SearchOptions o;
+  o.beam = 4, o.nbest = 3, o.max_len_a = 1.5, o.max_len_b = 3;
+  o.pad = 0, o.bos = 2, o.eos = 3;
+  std::vector<int64_t> lens = {9, 3, 6, 1, 8};
+  auto src = torch::zeros({5, 9}, torch::kLong);
+  for (int64_t b = 0; b < 5; ++b) src[b].narrow(0, 0, lens[b]).copy_(random_tokens(1, lens[b], 40)[0]);
+  UnpagedStepModel unpaged_model(step_model);
+  auto composite = thor::beam_search(unpaged_model, src, o);
+  auto paged = thor::beam_search(step_model, src, o);
+  {
+    torch::NoGradGuard ng;
+    EXPECT_TRUE(m->init_state(src).paged);
+  }
+  EXPECT_FALSE(m->init_state(src).paged);  // with autograd: caches reordered
+  for (int64_t b = 0; b < 5; ++b) {
+    ASSERT_EQ(paged[b].size(), composite[b].size());
+    for (size_t h = 0; h < paged[b].size(); ++h) {
+      EXPECT_EQ(paged[b][h].tokens, composite[b][h].tokens) << "sentence " << b << " hypothesis " << h;
+      EXPECT_NEAR(paged[b][h].score, composite[b][h].score, 1e-4);
+    }
+  }
+}
+
 }  // namespace
 
 namespace {

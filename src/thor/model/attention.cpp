@@ -97,6 +97,12 @@ torch::Tensor MultiheadAttentionImpl::attend_heads(const torch::Tensor& q, const
   return linear(out.transpose(1, 2).reshape({B, T, dim_}), out_proj->weight, out_proj->bias);
 }
 
+torch::Tensor MultiheadAttentionImpl::attend_paged(const torch::Tensor& q, const torch::Tensor& k_buf,
+                                                   const torch::Tensor& v_buf, const torch::Tensor& history,
+                                                   int64_t len) {
+  return linear(attention_paged(q, k_buf, v_buf, history, len), out_proj->weight, out_proj->bias);
+}
+
 torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& query, const torch::Tensor& kv,
                                               const torch::Tensor& kpm, bool causal) {
   if (query.is_same(kv)) {

@@ -35,6 +35,10 @@ class MultiheadAttentionImpl : public torch::nn::Module {
   // The same from scaled per-head queries q [B, H, T, Dh].
   torch::Tensor attend_heads(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                              const torch::Tensor& key_padding_mask, bool causal);
+  // One decoding step over a paged self-attention history (see DecoderState): q [N, H, 1, Dh]
+  // against the cache buffers, then the output projection. No autograd, CPU float32.
+  torch::Tensor attend_paged(const torch::Tensor& q, const torch::Tensor& k_buf, const torch::Tensor& v_buf,
+                             const torch::Tensor& history, int64_t len);
 
   int64_t heads() const { return heads_; }
 

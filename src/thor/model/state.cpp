@@ -9,19 +9,56 @@
 
 namespace thor {
 
-torch::Tensor cache_append(DecoderState& st, const std::string& name, const torch::Tensor& x) {
+namespace {
+
+// The cache buffer of `name` with room for position st.filled, for x's rows (allocated at
+// the first write, grown by doubling, filled positions copied).
+torch::Tensor& cache_buffer(DecoderState& st, const std::string& name, const torch::Tensor& x) {
   TORCH_CHECK(x.dim() == 4 && x.size(2) == 1, "cache_append: expected [rows, heads, 1, head_dim]");
   const int64_t t = st.filled;
   auto& c = st.caches[name];  // [rows, capacity, heads, head_dim]: a row's history is one block
-  if (!c.defined() || c.size(1) <= t) {
-    const int64_t cap = std::max({st.capacity, t + 1, c.defined() ? 2 * c.size(1) : int64_t{16}});
-    auto grown = torch::empty({x.size(0), cap, x.size(1), x.size(3)}, x.options());
-    if (c.defined() && t > 0) grown.narrow(1, 0, t).copy_(c.narrow(1, 0, t));
+  // A paged cache also grows in rows (step 0 runs one row per sentence, later steps a beam).
+  const bool more_rows = st.paged && c.defined() && c.size(0) < x.size(0);
+  if (!c.defined() || c.size(1) <= t || more_rows) {
+    const int64_t cap = !c.defined()      ? std::max({st.capacity, t + 1, int64_t{16}})
+                        : c.size(1) <= t ? std::max(t + 1, 2 * c.size(1))
+                                         : c.size(1);
+    const int64_t rows = c.defined() && !more_rows ? c.size(0) : x.size(0);
+    auto grown = torch::empty({rows, cap, x.size(1), x.size(3)}, x.options());
+    if (c.defined() && t > 0) grown.narrow(0, 0, c.size(0)).narrow(1, 0, t).copy_(c.narrow(1, 0, t));
     c = grown;
   }
-  TORCH_CHECK(c.size(0) == x.size(0), "cache_append: ", name, " has ", c.size(0), " rows, the step ", x.size(0));
-  c.narrow(1, t, 1).copy_(x.transpose(1, 2));
-  return c.narrow(1, 0, t + 1).transpose(1, 2);  // [rows, heads, t + 1, head_dim], strided
+  const bool rows_ok = st.paged ? c.size(0) >= x.size(0) : c.size(0) == x.size(0);
+  TORCH_CHECK(rows_ok, "cache_append: ", name, " has ", c.size(0), " rows, the step ", x.size(0));
+  c.narrow(0, 0, x.size(0)).narrow(1, t, 1).copy_(x.transpose(1, 2));
+  return c;
+}
+
+}  // namespace
+
+torch::Tensor cache_append(DecoderState& st, const std::string& name, const torch::Tensor& x) {
+  TORCH_CHECK(!st.paged, "cache_append: a paged state is read through its history (cache_write)");
+  auto& c = cache_buffer(st, name, x);
+  return c.narrow(1, 0, st.filled + 1).transpose(1, 2);  // [rows, heads, t + 1, head_dim], strided
+}
+
+torch::Tensor cache_write(DecoderState& st, const std::string& name, const torch::Tensor& x) {
+  TORCH_CHECK(st.paged, "cache_write: only for a paged state");
+  return cache_buffer(st, name, x);
+}
+
+void history_step(DecoderState& st, int64_t rows) {
+  TORCH_CHECK(st.paged, "history_step: only for a paged state");
+  const int64_t t = st.filled;
+  auto& h = st.history;
+  if (!h.defined() || h.size(1) <= t) {
+    const int64_t cap = std::max({st.capacity, t + 1, h.defined() ? 2 * h.size(1) : int64_t{16}});
+    auto grown = torch::empty({rows, cap}, torch::kLong);
+    if (h.defined() && t > 0) grown.narrow(1, 0, t).copy_(h.narrow(1, 0, t));
+    h = grown;
+  }
+  TORCH_CHECK(h.size(0) == rows, "history_step: ", h.size(0), " rows in the history, the step has ", rows);
+  h.select(1, t).copy_(torch::arange(rows, torch::kLong));
 }
 
 namespace {
@@ -61,11 +98,18 @@ void reorder_state(DecoderState& st, const torch::Tensor& index, int64_t beam) {
       for (auto& kv : st.sentences) kv.second = kv.second.index_select(0, sent.to(kv.second.device()));
   }
   // Greedy search keeps every row in place until a sentence finishes: no copy then.
-  const int64_t n = !st.rows.empty() ? st.rows.begin()->second.size(0)
-                    : !st.caches.empty() ? st.caches.begin()->second.size(0) : -1;
+  const int64_t n = !st.rows.empty()                  ? st.rows.begin()->second.size(0)
+                    : st.paged && st.history.defined() ? st.history.size(0)
+                    : !st.caches.empty() && !st.paged  ? st.caches.begin()->second.size(0)
+                                                       : -1;
   if (n >= 0 && !is_identity(rows, n)) {
     for (auto& kv : st.rows) kv.second = kv.second.index_select(0, rows.to(kv.second.device()));
-    for (auto& kv : st.caches) kv.second = select_filled(kv.second, rows, st.filled);
+    if (st.paged) {
+      if (st.history.defined()) st.history = select_filled(st.history.view({st.history.size(0), -1, 1, 1}), rows,
+                                                           st.filled).view({rows.numel(), -1});
+    } else {
+      for (auto& kv : st.caches) kv.second = select_filled(kv.second, rows, st.filled);
+    }
   }
   st.beam = beam;
 }

@@ -85,8 +85,13 @@ torch::Tensor DecoderLayerImpl::step(const torch::Tensor& x_in, DecoderState& st
   auto x = x_in;  // [N, 1, C], N = sentences * beam
   auto h = pre_norm_ ? self_attn_layer_norm(x) : x;
   auto [q, k, v] = self_attn->project_qkv(h);  // [N, H, 1, Dh]
-  auto self_k = cache_append(st, "self_k." + id, k), self_v = cache_append(st, "self_v." + id, v);
-  x = residual(x, self_attn->attend_heads(q, self_k, self_v, torch::Tensor(), false), self_attn_layer_norm);
+  if (st.paged) {
+    auto k_buf = cache_write(st, "self_k." + id, k), v_buf = cache_write(st, "self_v." + id, v);
+    x = residual(x, self_attn->attend_paged(q, k_buf, v_buf, st.history, st.filled + 1), self_attn_layer_norm);
+  } else {
+    auto self_k = cache_append(st, "self_k." + id, k), self_v = cache_append(st, "self_v." + id, v);
+    x = residual(x, self_attn->attend_heads(q, self_k, self_v, torch::Tensor(), false), self_attn_layer_norm);
+  }
   h = pre_norm_ ? encoder_attn_layer_norm(x) : x;
   // The beams of a sentence attend to its one copy of the encoder output as `beam` query
   // positions: [N, 1, C] -> [sentences, beam, C].
@@ -203,6 +208,9 @@ DecoderState TransformerImpl::init_state(const torch::Tensor& src, c10::optional
     st.sentences["row_experts"] = ctx.row_experts;
   }
   auto enc = encode_with(src, ctx);
+  // CPU inference reads the self-attention history through an index (no copies on reorder).
+  st.paged = src.device().is_cpu() && !torch::GradMode::is_enabled() && !is_training() &&
+             enc.scalar_type() == torch::kFloat;
   st.sentences["src_pad_mask"] = src.eq(cfg_.pad_id);
   for (size_t i = 0; i < decoder_layers->size(); ++i) {
     auto layer = decoder_layers[i]->as<DecoderLayerImpl>();
@@ -218,6 +226,7 @@ torch::Tensor TransformerImpl::step(const torch::Tensor& last, int64_t step, Dec
   auto x = embed(decoder_embed, last.view({-1, 1}), step);  // [N, 1, C], N = sentences * beam
   const auto& mask = st.sentences.at("src_pad_mask");
   auto tokens = last.view({-1, 1});
+  if (st.paged) history_step(st, x.size(0));
   RoutingContext ctx = ctx_;
   if (auto it = st.sentences.find("row_experts"); it != st.sentences.end())
     ctx.row_experts = it->second.repeat_interleave(st.beam, 0);

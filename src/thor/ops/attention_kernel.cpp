@@ -37,6 +37,8 @@ struct Problem {
   float* out;        // [B, T, H, Dh]
   int64_t H, T, Dh, S, qs0, qs1, qs2, ks0, ks1, ks2, vs0, vs1, vs2;
   bool causal;
+  const int64_t* history = nullptr;  // paged: [B, hs], the k/v row holding key j of row b
+  int64_t hs = 0;
 };
 
 // (sentence, head) pairs [bh0, bh1): the whole loop is compiled per instruction set, with
@@ -54,8 +56,10 @@ THOR_VECTOR_CLONES void attend_range(const Problem& a, int64_t bh0, int64_t bh1)
       const float* qi = a.q + b * a.qs0 + h * a.qs1 + i * a.qs2;
       const int64_t last = a.causal ? std::min(S, i + S - T + 1) : S;  // keys [0, last)
       float mx = ninf;
+      const int64_t* hist = a.history ? a.history + b * a.hs : nullptr;
       for (int64_t j = 0; j < last; ++j) {
-        const float s = (mb && mb[j]) ? ninf : dot(qi, kb + j * a.ks2, Dh);
+        const float* kj = hist ? a.k + hist[j] * a.ks0 + h * a.ks1 + j * a.ks2 : kb + j * a.ks2;
+        const float s = (mb && mb[j]) ? ninf : dot(qi, kj, Dh);
         p[static_cast<size_t>(j)] = s;
         mx = std::max(mx, s);
       }
@@ -69,8 +73,11 @@ THOR_VECTOR_CLONES void attend_range(const Problem& a, int64_t bh0, int64_t bh1)
         sum += e;
       }
       const float inv = 1.0f / sum;
-      for (int64_t j = 0; j < last; ++j)
-        if (p[static_cast<size_t>(j)] != 0.0f) axpy(p[static_cast<size_t>(j)] * inv, vb + j * a.vs2, oi, Dh);
+      for (int64_t j = 0; j < last; ++j) {
+        if (p[static_cast<size_t>(j)] == 0.0f) continue;
+        const float* vj = hist ? a.v + hist[j] * a.vs0 + h * a.vs1 + j * a.vs2 : vb + j * a.vs2;
+        axpy(p[static_cast<size_t>(j)] * inv, vj, oi, Dh);
+      }
     }
   }
 }
@@ -105,6 +112,29 @@ torch::Tensor attention_inference(const torch::Tensor& q_in, const torch::Tensor
   Problem pr{pq, pk, pv, pm, po, H, T, Dh, S, qs0, qs1, qs2, ks0, ks1, ks2, vs0, vs1, vs2, causal};
   at::parallel_for(0, B * H, 4, [&](int64_t bh0, int64_t bh1) { attend_range(pr, bh0, bh1); });
   return out.view({B, T, H * Dh});
+}
+
+torch::Tensor attention_paged(const torch::Tensor& q_in, const torch::Tensor& k_buf, const torch::Tensor& v_buf,
+                              const torch::Tensor& history, int64_t len) {
+  RECORD_FUNCTION("thor::attention_paged", std::vector<c10::IValue>());
+  TORCH_CHECK(q_in.device().is_cpu() && q_in.scalar_type() == torch::kFloat && q_in.dim() == 4 && q_in.size(2) == 1,
+              "attention_paged: expected float32 CPU q [N, H, 1, Dh]");
+  TORCH_CHECK(k_buf.is_contiguous() && v_buf.is_contiguous() && k_buf.sizes() == v_buf.sizes() && k_buf.dim() == 4,
+              "attention_paged: k/v buffers [rows, capacity, H, Dh], contiguous");
+  TORCH_CHECK(history.scalar_type() == torch::kLong && history.is_contiguous() && history.dim() == 2,
+              "attention_paged: history int64 [N, capacity]");
+  auto q = unit_last_stride(q_in);
+  const int64_t N = q.size(0), H = q.size(1), Dh = q.size(3);
+  TORCH_CHECK(history.size(0) == N && history.size(1) >= len && k_buf.size(1) >= len && k_buf.size(2) == H &&
+                  k_buf.size(3) == Dh,
+              "attention_paged: shapes do not match");
+  auto out = torch::empty({N, 1, H, Dh}, q.options());
+  Problem pr{q.data_ptr<float>(), k_buf.data_ptr<float>(), v_buf.data_ptr<float>(), nullptr, out.data_ptr<float>(),
+             H, 1, Dh, len, q.stride(0), q.stride(1), q.stride(2),
+             k_buf.stride(0), k_buf.stride(2), k_buf.stride(1), v_buf.stride(0), v_buf.stride(2), v_buf.stride(1),
+             false, history.data_ptr<int64_t>(), history.size(1)};
+  at::parallel_for(0, N * H, 4, [&](int64_t bh0, int64_t bh1) { attend_range(pr, bh0, bh1); });
+  return out.view({N, 1, H * Dh});
 }
 
 }  // namespace thor

@@ -15,4 +15,11 @@ namespace thor {
 torch::Tensor attention_inference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                   const torch::Tensor& key_padding_mask, bool causal);
 
+// One decoding step over a paged history: q [N, H, 1, Dh]; k_buf, v_buf [rows, capacity,
+// H, Dh] where position j of row i's history is in row history[i, j] (int64 [N, >= len]).
+// A beam reorder then permutes `history` only, never the cached keys and values.
+// Returns [N, 1, H * Dh].
+torch::Tensor attention_paged(const torch::Tensor& q, const torch::Tensor& k_buf, const torch::Tensor& v_buf,
+                              const torch::Tensor& history, int64_t len);
+
 }  // namespace thor
