@@ -116,6 +116,7 @@ int main(int argc, char** argv) {
   std::string data = "../shared/data/multi30k", out_dir = "bench/results", src = "de", tgt = "en";
   std::string archs = "transformer_tiny,transformer_iwslt_de_en", systems = "dense,thor2,switch4";
   std::string decode_systems = "dense,thor2";
+  std::string train_precisions = "float32,bf16";
   int warmup = 5, updates = 20, decode_train_updates = 1000, threads = 0, decode_sentences = 0;
   bool skip_train = false, skip_decode = false;
   app.add_option("--data", data, "raw corpus dir: {train,valid,test_2016_flickr}.{src,tgt}")->capture_default_str();
@@ -127,6 +128,8 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", warmup, "updates not timed")->capture_default_str();
   app.add_option("--updates", updates, "timed updates (medians over these)")->capture_default_str();
   app.add_option("--decode-systems", decode_systems)->capture_default_str();
+  app.add_option("--train-precisions", train_precisions, "comma-separated: float32, bf16 (train --precision)")
+      ->capture_default_str();
   app.add_option("--decode-train-updates", decode_train_updates,
                  "updates of the transformer_tiny models trained for decoding (kept in OUT/models)")
       ->capture_default_str();
@@ -158,7 +161,14 @@ int main(int argc, char** argv) {
     auto peak_now = [] {
       return std::max(thor::runtime::measure_matmul_gflops(2048, 10, torch::kCPU), thor::measure_gemm_gflops(2048, 10));
     };
+    // bf16 rows are compared with the bf16 product's own peak (same 2048^3 shape, model path)
+    auto bf16_peak_now = [] {
+      if (!thor::precision_available(thor::Precision::BFloat16)) return 0.0;
+      thor::PrecisionGuard bf16(thor::Precision::BFloat16);
+      return thor::measure_gemm_gflops(2048, 10);
+    };
     report["matmul_gflops_start"] = peak_now();
+    report["bf16_gflops_start"] = bf16_peak_now();
     THOR_LOG("bench") << "matmul peak (2048^3, median of 10): " << report["matmul_gflops_start"].get<double>()
                       << " GFLOP/s on " << at::get_num_threads() << " threads";
 
@@ -183,16 +193,18 @@ int main(int argc, char** argv) {
     json train_rows = json::array();
     if (!skip_train) {
       for (auto& arch : split(archs)) {
-        for (auto& name : split(systems)) {
+        for (auto& name : split(systems)) for (auto& precision : split(train_precisions)) {
           const System sys = find_system(name, "--systems");
-          fs::path dir = out / "train" / (arch + "-" + name);
+          const std::string run_name = name + (precision == "float32" ? "" : "-" + precision);
+          fs::path dir = out / "train" / (arch + "-" + run_name);
           fs::remove_all(dir);
           auto args = train_args(arch, sys, dir, warmup + updates, 1);
+          args.insert(args.end(), {"--precision", precision});
           // one quick validation at the very end only
           args.insert(args.end(), {"--validate-interval-updates", "1000000", "--eval-max-sentences", "5",
                                    "--eval-beam", "1"});
-          auto r = run_child(args, out / "logs" / (arch + "-" + name + ".out"),
-                             out / "logs" / (arch + "-" + name + ".err"));
+          auto r = run_child(args, out / "logs" / (arch + "-" + run_name + ".out"),
+                             out / "logs" / (arch + "-" + run_name + ".err"));
           std::vector<double> sec, tgt_tok, src_tok, gflop;
           std::ifstream log(dir / "train_log.jsonl");
           std::string line;
@@ -206,11 +218,11 @@ int main(int argc, char** argv) {
           }
           if (sec.size() < static_cast<size_t>(updates)) throw thor::Error(dir.string() + ": too few logged updates");
           auto s = stats(sec), t = stats(tgt_tok), st = stats(src_tok), g = stats(gflop);
-          train_rows.push_back({{"arch", arch}, {"system", name}, {"updates", sec.size()},
+          train_rows.push_back({{"arch", arch}, {"system", name}, {"precision", precision}, {"updates", sec.size()},
                                 {"s_per_update", s.median}, {"s_per_update_min", s.min}, {"s_per_update_max", s.max},
                                 {"tgt_tok_s", t.median}, {"tgt_tok_s_min", t.min}, {"tgt_tok_s_max", t.max},
                                 {"src_tgt_tok_s", st.median}, {"gflop_s", g.median}, {"peak_rss_mb", r.max_rss_mb}});
-          THOR_LOG("bench") << arch << " " << name << ": " << t.median << " tgt tok/s, " << s.median
+          THOR_LOG("bench") << arch << " " << run_name << ": " << t.median << " tgt tok/s, " << s.median
                             << " s/update, " << g.median << " GFLOP/s, " << r.max_rss_mb << " MB";
         }
       }
@@ -266,18 +278,25 @@ int main(int argc, char** argv) {
                               << last.second << " MB at update " << last.first;
           }
         }
-        // beam 1/5 x batch 1/64 over the whole vocabulary, and beam 5 x batch 64 with the shortlist
+        // beam 1/5 x batch 1/64 over the whole vocabulary in float32, then beam 5 x batch 64 with
+        // the shortlist and the low precisions. Batch 1 is timed as latency: one worker, all
+        // threads on one sentence; batch 64 with the default workers (one per thread).
         struct DecodeRun {
           int beam, batch;
           bool shortlist;
+          std::string precision;
         };
-        for (auto [beam, batch, use_shortlist] : {DecodeRun{1, 1, false}, DecodeRun{1, 64, false},
-                                                  DecodeRun{5, 1, false}, DecodeRun{5, 64, false},
-                                                  DecodeRun{5, 64, true}}) {
+        for (auto [beam, batch, use_shortlist, precision] :
+             {DecodeRun{1, 1, false, "float32"}, DecodeRun{1, 64, false, "float32"}, DecodeRun{5, 1, false, "float32"},
+              DecodeRun{5, 64, false, "float32"}, DecodeRun{5, 64, true, "float32"}, DecodeRun{5, 64, false, "bf16"},
+              DecodeRun{5, 64, false, "int8"}, DecodeRun{5, 64, true, "int8"}, DecodeRun{5, 1, true, "int8"}}) {
+          if (precision != "float32" && !thor::precision_available(thor::parse_precision(precision))) continue;
+          const int workers = batch == 1 ? 1 : 0;
           std::string tag = name + "-beam" + std::to_string(beam) + "-batch" + std::to_string(batch) +
-                            (use_shortlist ? "-shortlist" : "");
+                            (use_shortlist ? "-shortlist" : "") + (precision == "float32" ? "" : "-" + precision);
           auto args = with_common({thor_bin, "translate", "--model", model.string(), "--beam", std::to_string(beam),
-                                   "--batch-size", std::to_string(batch), "--input", input, "--device", "auto"});
+                                   "--batch-size", std::to_string(batch), "--input", input, "--device", "auto",
+                                   "--precision", precision, "--workers", std::to_string(workers)});
           if (use_shortlist) args.insert(args.end(), {"--shortlist", shortlist.string()});
           auto r = run_child(args, out / "logs" / (tag + ".hyp"), out / "logs" / (tag + ".err"));
           // "[translate] decoded N sentences, M target tokens in X s: ..."
@@ -301,6 +320,7 @@ int main(int argc, char** argv) {
             std::sscanf(first.c_str(), "BLEU = %lf", &bleu);
           }
           decode_rows.push_back({{"system", name}, {"beam", beam}, {"batch", batch}, {"shortlist", use_shortlist},
+                                 {"precision", precision}, {"workers", workers == 1 ? "1" : "auto"},
                                  {"sentences", n}, {"bleu", bleu},
                                  {"sent_s", n / secs}, {"tgt_tok_s", m / secs}, {"tokens_per_sentence", m / n},
                                  {"ms_per_sentence", 1000.0 * secs / n}, {"peak_rss_mb", r.max_rss_mb},
@@ -311,9 +331,17 @@ int main(int argc, char** argv) {
     }
 
     report["matmul_gflops_end"] = peak_now();
+    report["bf16_gflops_end"] = bf16_peak_now();
     const double peak = std::max(report["matmul_gflops_start"].get<double>(), report["matmul_gflops_end"].get<double>());
+    const double bf16_peak =
+        std::max(report["bf16_gflops_start"].get<double>(), report["bf16_gflops_end"].get<double>());
     report["matmul_gflops_peak"] = peak;
-    for (auto& r : train_rows) r["fraction_of_peak"] = r["gflop_s"].get<double>() / peak;
+    report["bf16_gflops_peak"] = bf16_peak;
+    for (auto& r : train_rows) {
+      const bool bf16 = r["precision"].get<std::string>() == "bf16";
+      r["fraction_of_peak"] = r["gflop_s"].get<double>() / (bf16 ? bf16_peak : peak);
+      r["fraction_of_float32_peak"] = r["gflop_s"].get<double>() / peak;
+    }
     report["train"] = train_rows;
     report["decode"] = decode_rows;
     report["train_memory"] = memory_rows;
@@ -322,23 +350,29 @@ int main(int argc, char** argv) {
     md << "Matmul peak (2048^3 sgemm, " << report["threads"].get<int>() << " threads, BLAS "
        << report["blas_core"].get<std::string>() << ", model gemm " << report["gemm_backend"].get<std::string>() << "): " << fmt(peak) << " GFLOP/s (start "
        << fmt(report["matmul_gflops_start"].get<double>()) << ", end "
-       << fmt(report["matmul_gflops_end"].get<double>()) << ")\n\n";
+       << fmt(report["matmul_gflops_end"].get<double>()) << "); bf16 products (same shape, model path): "
+       << fmt(bf16_peak) << " GFLOP/s\n\n";
     if (!train_rows.empty()) {
-      md << "| arch | system | tgt tok/s (min-max) | src+tgt tok/s | s/update | GFLOP/s | of peak | peak RSS MB |\n"
-         << "|---|---|---|---|---|---|---|---|\n";
+      md << "| arch | system | precision | tgt tok/s (min-max) | src+tgt tok/s | s/update | GFLOP/s | of peak "
+            "(own precision) | of float32 peak | peak RSS MB |\n"
+         << "|---|---|---|---|---|---|---|---|---|---|\n";
       for (auto& r : train_rows)
         md << "| " << r["arch"].get<std::string>() << " | " << r["system"].get<std::string>() << " | "
+           << r["precision"].get<std::string>() << " | "
            << fmt(r["tgt_tok_s"]) << " (" << fmt(r["tgt_tok_s_min"]) << "-" << fmt(r["tgt_tok_s_max"]) << ") | "
            << fmt(r["src_tgt_tok_s"]) << " | " << fmt(r["s_per_update"], 3) << " | " << fmt(r["gflop_s"]) << " | "
-           << fmt(100.0 * r["fraction_of_peak"].get<double>()) << "% | " << fmt(r["peak_rss_mb"]) << " |\n";
+           << fmt(100.0 * r["fraction_of_peak"].get<double>()) << "% | "
+           << fmt(100.0 * r["fraction_of_float32_peak"].get<double>()) << "% | " << fmt(r["peak_rss_mb"]) << " |\n";
       md << "\n";
     }
     if (!decode_rows.empty()) {
-      md << "| system | beam | batch | vocabulary | sentences/s | tgt tok/s | tokens/sentence | ms/sentence | BLEU | peak RSS MB |\n"
-         << "|---|---|---|---|---|---|---|---|---|---|\n";
+      md << "| system | beam | batch | vocabulary | precision | workers | sentences/s | tgt tok/s | tokens/sentence | "
+            "ms/sentence | BLEU | peak RSS MB |\n"
+         << "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
       for (auto& r : decode_rows)
         md << "| " << r["system"].get<std::string>() << " | " << r["beam"].get<int>() << " | " << r["batch"].get<int>()
-           << " | " << (r["shortlist"].get<bool>() ? "shortlist" : "full") << " | " << fmt(r["sent_s"], 1) << " | " << fmt(r["tgt_tok_s"]) << " | "
+           << " | " << (r["shortlist"].get<bool>() ? "shortlist" : "full") << " | "
+           << r["precision"].get<std::string>() << " | " << r["workers"].get<std::string>() << " | " << fmt(r["sent_s"], 1) << " | " << fmt(r["tgt_tok_s"]) << " | "
            << fmt(r["tokens_per_sentence"], 1) << " | " << fmt(r["ms_per_sentence"], 1) << " | "
            << fmt(r["bleu"], 2) << " | " << fmt(r["peak_rss_mb"]) << " |\n";
     }
