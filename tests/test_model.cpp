@@ -114,20 +114,38 @@ TEST(Model, DropoutActiveOnlyInTraining) {
 
 namespace {
 
+// Sentences of the given lengths (random tokens), right-padded with 0 into one batch.
+torch::Tensor padded_random_sources(const std::vector<int64_t>& lens) {
+  const auto B = static_cast<int64_t>(lens.size());
+  auto src = torch::zeros({B, *std::max_element(lens.begin(), lens.end())}, torch::kLong);
+  for (int64_t b = 0; b < B; ++b) src[b].narrow(0, 0, lens[b]).copy_(random_tokens(1, lens[b], 40)[0]);
+  return src;
+}
+
+// A post-norm small model in eval mode, its initialisation drawn after manual_seed(seed).
+Transformer eval_model(uint64_t seed) {
+  torch::manual_seed(seed);
+  Transformer m(small_config(false));
+  m->eval();
+  return m;
+}
+
+thor::SearchOptions search_options(int64_t beam, int64_t nbest, double max_len_a, int64_t max_len_b) {
+  thor::SearchOptions o;
+  o.beam = beam, o.nbest = nbest, o.max_len_a = max_len_a, o.max_len_b = max_len_b;
+  o.pad = 0, o.bos = 2, o.eos = 3;
+  return o;
+}
+
 // Beam search over a real model: a batch (shared encoder states per sentence, step 0 on one
 // row per sentence, sentences leaving the batch as they finish at different lengths) gives
 // each sentence exactly what searching it alone gives.
 TEST(Model, BatchedBeamSearchEqualsSentenceAlone) {
-  torch::manual_seed(4);
-  Transformer m(small_config(false));
-  m->eval();
+  auto m = eval_model(4);
   thor::TransformerStepModel step_model(m);
-  thor::SearchOptions o;
-  o.beam = 3, o.nbest = 2, o.max_len_a = 1.0, o.max_len_b = 1;
-  o.pad = 0, o.bos = 2, o.eos = 3;
+  auto o = search_options(3, 2, 1.0, 1);
   std::vector<int64_t> lens = {7, 2, 5, 3};
-  auto src = torch::zeros({4, 7}, torch::kLong);
-  for (int64_t b = 0; b < 4; ++b) src[b].narrow(0, 0, lens[b]).copy_(random_tokens(1, lens[b], 40)[0]);
+  auto src = padded_random_sources(lens);
   auto batched = thor::beam_search(step_model, src, o);
   for (int64_t b = 0; b < 4; ++b) {
     auto alone = thor::beam_search(step_model, src[b].narrow(0, 0, lens[b]).unsqueeze(0), o);
@@ -158,16 +176,11 @@ struct UnpagedStepModel : thor::StepModel {
 };
 
 TEST(Model, PagedHistoryBeamSearchEqualsReorderedCaches) {
-  torch::manual_seed(5);
-  Transformer m(small_config(false));
-  m->eval();
+  auto m = eval_model(5);
   thor::TransformerStepModel step_model(m);
-  thor::SearchOptions o;
-  o.beam = 4, o.nbest = 3, o.max_len_a = 1.5, o.max_len_b = 3;
-  o.pad = 0, o.bos = 2, o.eos = 3;
+  auto o = search_options(4, 3, 1.5, 3);
   std::vector<int64_t> lens = {9, 3, 6, 1, 8};
-  auto src = torch::zeros({5, 9}, torch::kLong);
-  for (int64_t b = 0; b < 5; ++b) src[b].narrow(0, 0, lens[b]).copy_(random_tokens(1, lens[b], 40)[0]);
+  auto src = padded_random_sources(lens);
   UnpagedStepModel unpaged_model(step_model);
   auto composite = thor::beam_search(unpaged_model, src, o);
   auto paged = thor::beam_search(step_model, src, o);
