@@ -255,6 +255,15 @@ TEST(Gemm, CachedLowPrecisionWeightsFollowTheWeight) {
     thor::testing::expect_close(thor::linear(x, w2.unsqueeze(0), torch::Tensor()), after.narrow(1, 3, 1), 1e-5, 1e-5);
     w.div_(-2);
   }
+  // Every update makes a new version: it replaces the old copy instead of adding one.
+  thor::PrecisionGuard guard(thor::Precision::BFloat16);
+  thor::linear(x, w, torch::Tensor());
+  const auto held = thor::low_precision_cache_bytes();
+  for (int i = 0; i < 5; ++i) {
+    w.add_(0.5);
+    thor::linear(x, w, torch::Tensor());
+  }
+  EXPECT_EQ(thor::low_precision_cache_bytes(), held);
 }
 
 TEST(Gemm, PrecisionOptionIsChecked) {

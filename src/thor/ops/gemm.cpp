@@ -147,8 +147,11 @@ torch::Tensor to_bf16(const torch::Tensor& t) { return prepare(t.to(torch::kBFlo
 
 // Weights in the low-precision forms, made once while the weight is unchanged (inference:
 // the same parameters serve every decoding step). Keyed by address, shape, strides and
-// version counter; an entry holds the source tensor, so its memory cannot be reused by
-// another tensor while the entry lives. Bounded (oldest out first); thread-safe.
+// version counter; an entry holds its source tensor, so that memory cannot be reused by
+// another tensor while the entry lives. A new version of the same view replaces its entry
+// (validation after every update does not pile up copies); beyond kMaxBytes (converted
+// copies, plus the sources that are not parameters, e.g. a batch's shortlist rows) the least
+// recently used entries go. Thread-safe.
 struct LowWeight {
   torch::Tensor w;      // bf16, or int8 quantised per output channel
   torch::Tensor scale;  // int8: float32 [out], one scale per output channel
@@ -158,12 +161,35 @@ class WeightCache {
   LowWeight get(const torch::Tensor& w, Precision p, bool w_out_in) {
     Key key{w.data_ptr(), w.sizes().vec(), w.strides().vec(), w._version(), p};
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& e : entries_)
-      if (e.key == key) return e.value;
-    LowWeight v = make(w, p, w_out_in);
-    if (entries_.size() >= kCapacity) entries_.erase(entries_.begin());
-    entries_.push_back({key, w, v});
-    return v;
+    for (size_t i = 0; i < entries_.size(); ++i) {
+      if (!(entries_[i].key == key)) continue;
+      std::rotate(entries_.begin() + static_cast<std::ptrdiff_t>(i), entries_.begin() + static_cast<std::ptrdiff_t>(i) + 1,
+                  entries_.end());  // most recently used last
+      return entries_.back().value;
+    }
+    for (size_t i = 0; i < entries_.size();) {  // an older version of this view
+      if (entries_[i].key.same_view(key)) {
+        bytes_ -= entries_[i].bytes;
+        entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(i));
+      } else {
+        ++i;
+      }
+    }
+    Entry e{key, w, make(w, p, w_out_in), 0};
+    e.bytes = e.value.w.numel() * static_cast<int64_t>(e.value.w.element_size()) +
+              (w.requires_grad() ? 0 : w.numel() * static_cast<int64_t>(w.element_size()));
+    bytes_ += e.bytes;
+    entries_.push_back(std::move(e));
+    while (bytes_ > kMaxBytes && entries_.size() > 1) {
+      bytes_ -= entries_.front().bytes;
+      entries_.erase(entries_.begin());
+    }
+    return entries_.back().value;
+  }
+
+  int64_t bytes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return bytes_;
   }
 
   static LowWeight make(const torch::Tensor& w, Precision p, bool w_out_in) {
@@ -181,19 +207,21 @@ class WeightCache {
     std::vector<int64_t> sizes, strides;
     int64_t version;
     Precision precision;
-    bool operator==(const Key& o) const {
-      return ptr == o.ptr && version == o.version && precision == o.precision && sizes == o.sizes &&
-             strides == o.strides;
+    bool same_view(const Key& o) const {
+      return ptr == o.ptr && precision == o.precision && sizes == o.sizes && strides == o.strides;
     }
+    bool operator==(const Key& o) const { return version == o.version && same_view(o); }
   };
   struct Entry {
     Key key;
     torch::Tensor source;
     LowWeight value;
+    int64_t bytes;
   };
-  static constexpr size_t kCapacity = 512;
+  static constexpr int64_t kMaxBytes = int64_t{512} << 20;
   std::mutex mu_;
   std::vector<Entry> entries_;
+  int64_t bytes_ = 0;
 };
 
 WeightCache& weight_cache() {
@@ -447,6 +475,8 @@ Precision use_precision(const std::string& name, const torch::Device& device, bo
     THOR_WARN("precision") << "this CPU has no AVX512-BF16: oneDNN emulates bf16 products, likely slower than float32";
   return p;
 }
+
+int64_t low_precision_cache_bytes() { return weight_cache().bytes(); }
 
 PrecisionGuard::PrecisionGuard(Precision p) : saved_(matmul_precision()) { set_matmul_precision(p); }
 PrecisionGuard::~PrecisionGuard() { g_precision.store(saved_); }

@@ -45,6 +45,9 @@ bool cpu_has_native_bf16();  // AVX512-BF16: without it oneDNN emulates bf16 (sl
 // the CPU), sets it process-wide and warns when bf16 would be emulated. Throws thor::Error.
 Precision use_precision(const std::string& name, const torch::Device& device, bool training);
 
+// Bytes held by the cache of converted weights (bounded; one entry per weight view).
+int64_t low_precision_cache_bytes();
+
 // Sets the precision for a scope (tests).
 class PrecisionGuard {
  public:
