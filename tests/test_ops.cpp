@@ -93,6 +93,24 @@ TEST(Dropout, ReproducibleFromTheGlobalSeedAndFreshEachCall) {
   EXPECT_TRUE(torch::equal(a, d));
 }
 
+TEST(Dropout, FusedResidualAddEqualsAddingTheDroppedTensor) {
+  auto r = torch::randn({37, 19}, torch::requires_grad()), x = torch::randn({37, 19}, torch::requires_grad());
+  auto g = torch::randn({37, 19});
+  torch::manual_seed(10);
+  auto fused = thor::dropout_add(r, x, 0.25, true);
+  (fused * g).sum().backward();
+  auto gr = r.grad().clone(), gx = x.grad().clone();
+  r.mutable_grad().zero_(), x.mutable_grad().zero_();
+  torch::manual_seed(10);  // the same mask
+  auto ref = r + thor::dropout(x, 0.25, true);
+  (ref * g).sum().backward();
+  EXPECT_TRUE(torch::equal(fused, ref));
+  EXPECT_TRUE(torch::equal(gr, r.grad()));
+  EXPECT_TRUE(torch::equal(gx, x.grad()));
+  EXPECT_FALSE(torch::equal(fused, r + x));  // something was dropped
+  EXPECT_TRUE(torch::equal(thor::dropout_add(r, x, 0.25, false), r + x));
+}
+
 }  // namespace
 
 namespace {

@@ -37,10 +37,10 @@ torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x_in, const torch::
   auto x = x_in;
   auto h = pre_norm_ ? self_attn_layer_norm(x) : x;
   h = self_attn(h, h, pad_mask, /*causal=*/false);
-  x = x + thor::dropout(h, dropout_, is_training());
+  x = thor::dropout_add(x, h, dropout_, is_training());
   if (!pre_norm_) x = self_attn_layer_norm(x);
   h = pre_norm_ ? final_layer_norm(x) : x;
-  x = x + thor::dropout(ffn(h, tokens, ctx), dropout_, is_training());
+  x = thor::dropout_add(x, ffn(h, tokens, ctx), dropout_, is_training());
   if (!pre_norm_) x = final_layer_norm(x);
   return x;
 }
@@ -57,7 +57,7 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t experts, int64_
 
 torch::Tensor DecoderLayerImpl::residual(const torch::Tensor& x, const torch::Tensor& y,
                                          torch::nn::LayerNorm& ln) {
-  auto out = x + thor::dropout(y, dropout_, is_training());
+  auto out = thor::dropout_add(x, y, dropout_, is_training());
   return pre_norm_ ? out : ln(out);
 }
 

@@ -26,9 +26,13 @@ uint64_t draw_seed() {
 
 class Dropout : public torch::autograd::Function<Dropout> {
  public:
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x_in, double p) {
+  // y = dropout(x) (+ residual, when residual is not empty: one pass instead of two)
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x_in,
+                               const torch::Tensor& residual_in, double p) {
     RECORD_FUNCTION("thor::dropout", std::vector<c10::IValue>());
     auto x = x_in.contiguous();
+    const bool add = residual_in.numel() > 0;
+    auto residual = add ? residual_in.expand(x.sizes()).contiguous() : residual_in;
     auto y = torch::empty_like(x);
     auto mask = torch::empty(x.sizes(), x.options().dtype(torch::kByte));
     const uint64_t seed = draw_seed();
@@ -37,6 +41,7 @@ class Dropout : public torch::autograd::Function<Dropout> {
     const float scale = static_cast<float>(1.0 / (1.0 - p));
     const float* xs = x.data_ptr<float>();
     float* ys = y.data_ptr<float>();
+    const float* rs = add ? residual.data_ptr<float>() : nullptr;
     uint8_t* ms = mask.data_ptr<uint8_t>();
     const int64_t n = x.numel(), words = (n + 3) / 4;
     at::parallel_for(0, words, 4096, [&](int64_t w0, int64_t w1) {
@@ -47,12 +52,13 @@ class Dropout : public torch::autograd::Function<Dropout> {
           if (i >= n) break;
           uint8_t keep = ((r >> (16 * j)) & 0xffff) >= threshold;
           ms[i] = keep;
-          ys[i] = keep ? xs[i] * scale : 0.0f;
+          ys[i] = (keep ? xs[i] * scale : 0.0f) + (rs ? rs[i] : 0.0f);
         }
       }
     });
     ctx->save_for_backward({mask});
     ctx->saved_data["scale"] = static_cast<double>(scale);
+    ctx->saved_data["add"] = add;
     return y;
   }
 
@@ -69,7 +75,8 @@ class Dropout : public torch::autograd::Function<Dropout> {
     at::parallel_for(0, gy.numel(), 16384, [&](int64_t a, int64_t b) {
       for (int64_t i = a; i < b; ++i) out[i] = ms[i] ? g[i] * scale : 0.0f;
     });
-    return {gx, torch::Tensor()};
+    // the residual's gradient is the incoming one (same shape: residuals are never broadcast here)
+    return {gx, ctx->saved_data["add"].toBool() ? grad[0] : torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -78,7 +85,14 @@ class Dropout : public torch::autograd::Function<Dropout> {
 torch::Tensor dropout(const torch::Tensor& x, double p, bool training) {
   if (!training || p <= 0.0) return x;
   if (!x.device().is_cpu() || x.scalar_type() != torch::kFloat || p >= 1.0) return torch::dropout(x, p, training);
-  return Dropout::apply(x, p);
+  return Dropout::apply(x, torch::empty({0}, x.options()), p);
+}
+
+torch::Tensor dropout_add(const torch::Tensor& residual, const torch::Tensor& x, double p, bool training) {
+  if (!training || p <= 0.0 || !x.device().is_cpu() || x.scalar_type() != torch::kFloat || p >= 1.0 ||
+      residual.sizes() != x.sizes() || residual.scalar_type() != torch::kFloat)
+    return residual + thor::dropout(x, p, training);
+  return Dropout::apply(x, residual, p);
 }
 
 }  // namespace thor

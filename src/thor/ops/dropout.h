@@ -12,4 +12,8 @@ namespace thor {
 
 torch::Tensor dropout(const torch::Tensor& x, double p, bool training);
 
+// residual + dropout(x) in one pass (the same mask as dropout(x) would draw): the residual
+// connections of every layer. Falls back to the two operations where dropout does.
+torch::Tensor dropout_add(const torch::Tensor& residual, const torch::Tensor& x, double p, bool training);
+
 }  // namespace thor
