@@ -9,8 +9,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
-#include <mutex>
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 #include "thor/common/error.h"
@@ -145,6 +145,17 @@ void sgemm(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c, boo
 
 torch::Tensor to_bf16(const torch::Tensor& t) { return prepare(t.to(torch::kBFloat16)); }
 
+// y [M, N] float32 = a op_w + bias (bias: [N], or empty for none), a and op_w of one type
+// (float32 or bf16): the bias is written first and the product accumulates onto it.
+torch::Tensor biased_product(const torch::Tensor& a, const torch::Tensor& op_w, const torch::Tensor& bias,
+                             const torch::TensorOptions& options) {
+  auto y = torch::empty({a.size(0), op_w.size(1)}, options);
+  const bool has_bias = bias.numel() > 0;
+  if (has_bias) y.copy_(bias.expand(y.sizes()));
+  sgemm(a, op_w, y, has_bias);
+  return y;
+}
+
 // Weights in the low-precision forms, made once while the weight is unchanged (inference:
 // the same parameters serve every decoding step). Keyed by address, shape, strides and
 // version counter; an entry holds its source tensor, so that memory cannot be reused by
@@ -272,13 +283,8 @@ torch::Tensor low_precision_product(const torch::Tensor& x, const torch::Tensor&
   auto lw = weight_cache().get(w, p, w_out_in);
   auto op_w = w_out_in ? lw.w.t() : lw.w;
   const int64_t M = x.size(0), N = op_w.size(1);
+  if (p == Precision::BFloat16) return biased_product(to_bf16(x), op_w, b, x.options());
   const bool has_bias = b.numel() > 0;
-  if (p == Precision::BFloat16) {
-    auto y = torch::empty({M, N}, x.options());
-    if (has_bias) y.copy_(b.expand(y.sizes()));
-    sgemm(to_bf16(x), op_w, y, has_bias);
-    return y;
-  }
   torch::Tensor xq, xs;
   quantize_rows(x.contiguous(), xq, xs);
   auto acc = torch::empty({M, N}, x.options().dtype(torch::kInt));
@@ -306,14 +312,11 @@ class Gemm : public torch::autograd::Function<Gemm> {
                                const torch::Tensor& w_in, const torch::Tensor& b, bool w_out_in, bool bf16) {
     RECORD_FUNCTION("thor::gemm", std::vector<c10::IValue>());
     auto x = bf16 ? to_bf16(x_in) : prepare(x_in), w = bf16 ? to_bf16(w_in) : prepare(w_in);
-    auto op_w = w_out_in ? w.t() : w;
-    const bool has_bias = b.numel() > 0;  // no bias: an empty tensor (LibTorch 1.13 rejects undefined inputs)
-    auto y = torch::empty({x.size(0), op_w.size(1)}, x_in.options());
-    if (has_bias) y.copy_(b.expand(y.sizes()));
-    sgemm(x, op_w, y, has_bias);
+    // no bias: an empty tensor (LibTorch 1.13 rejects undefined inputs)
+    auto y = biased_product(x, w_out_in ? w.t() : w, b, x_in.options());
     ctx->save_for_backward({x, w});
     ctx->saved_data["w_out_in"] = w_out_in;
-    ctx->saved_data["has_bias"] = has_bias;
+    ctx->saved_data["has_bias"] = b.numel() > 0;
     return y;
   }
 
