@@ -67,12 +67,16 @@ std::vector<std::vector<Translation>> translate_lines(Transformer& model, const 
     }
   };
 
-  if (workers == 1) {
+  // Longest batches first (the order is sorted by length), each taken by whichever worker
+  // is free; one worker runs on this thread.
+  std::atomic<int64_t> next{0};
+  auto work = [&] {
     TransformerStepModel step_model(model, opt.shortlist);
-    for (int64_t b = 0; b < num_batches; ++b) decode_batch(step_model, b);
+    for (int64_t b = next++; b < num_batches; b = next++) decode_batch(step_model, b);
+  };
+  if (workers == 1) {
+    work();
   } else {
-    // Longest batches first (the order is sorted by length), taken by whichever worker is free.
-    std::atomic<int64_t> next{0};
     std::vector<std::exception_ptr> errors(static_cast<size_t>(workers));
     const int per_worker = std::max(1, threads / static_cast<int>(workers));
     std::vector<std::thread> pool;
@@ -81,8 +85,7 @@ std::vector<std::vector<Translation>> translate_lines(Transformer& model, const 
         try {
           at::set_num_threads(per_worker);
           torch::NoGradGuard worker_ng;
-          TransformerStepModel step_model(model, opt.shortlist);
-          for (int64_t b = next++; b < num_batches; b = next++) decode_batch(step_model, b);
+          work();
         } catch (...) {
           errors[static_cast<size_t>(w)] = std::current_exception();
           next = num_batches;  // the others stop after their current batch
