@@ -11,26 +11,34 @@ namespace thor {
 
 namespace {
 
-// The cache buffer of `name` with room for position st.filled, for x's rows (allocated at
-// the first write, grown by doubling, filled positions copied).
+// buf [rows, capacity, tail...] with room for position t and at least `rows` rows: allocated
+// at the first use (capacity: the hint, at least t + 1 and 16), capacity doubled when full,
+// rows widened when asked; positions [0, t) of the existing rows are kept.
+void make_room(torch::Tensor& buf, int64_t rows, int64_t t, int64_t capacity_hint, std::vector<int64_t> tail,
+               const torch::TensorOptions& options) {
+  const bool more_rows = buf.defined() && buf.size(0) < rows;
+  if (buf.defined() && buf.size(1) > t && !more_rows) return;
+  const int64_t cap = !buf.defined()      ? std::max({capacity_hint, t + 1, int64_t{16}})
+                      : buf.size(1) <= t ? std::max(t + 1, 2 * buf.size(1))
+                                         : buf.size(1);
+  std::vector<int64_t> shape = {buf.defined() ? std::max(buf.size(0), rows) : rows, cap};
+  shape.insert(shape.end(), tail.begin(), tail.end());
+  auto grown = torch::empty(shape, options);
+  if (buf.defined() && t > 0) grown.narrow(0, 0, buf.size(0)).narrow(1, 0, t).copy_(buf.narrow(1, 0, t));
+  buf = grown;
+}
+
+// The cache buffer of `name` with x written at position st.filled of rows [0, x's rows).
+// Reordered caches keep exactly the step's rows; a paged cache also widens (step 0 runs one
+// row per sentence, later steps a beam) and keeps the rows of finished sentences.
 torch::Tensor& cache_buffer(DecoderState& st, const std::string& name, const torch::Tensor& x) {
   TORCH_CHECK(x.dim() == 4 && x.size(2) == 1, "cache_append: expected [rows, heads, 1, head_dim]");
-  const int64_t t = st.filled;
   auto& c = st.caches[name];  // [rows, capacity, heads, head_dim]: a row's history is one block
-  // A paged cache also grows in rows (step 0 runs one row per sentence, later steps a beam).
-  const bool more_rows = st.paged && c.defined() && c.size(0) < x.size(0);
-  if (!c.defined() || c.size(1) <= t || more_rows) {
-    const int64_t cap = !c.defined()      ? std::max({st.capacity, t + 1, int64_t{16}})
-                        : c.size(1) <= t ? std::max(t + 1, 2 * c.size(1))
-                                         : c.size(1);
-    const int64_t rows = c.defined() && !more_rows ? c.size(0) : x.size(0);
-    auto grown = torch::empty({rows, cap, x.size(1), x.size(3)}, x.options());
-    if (c.defined() && t > 0) grown.narrow(0, 0, c.size(0)).narrow(1, 0, t).copy_(c.narrow(1, 0, t));
-    c = grown;
-  }
+  make_room(c, st.paged || !c.defined() ? x.size(0) : c.size(0), st.filled, st.capacity, {x.size(1), x.size(3)},
+            x.options());
   const bool rows_ok = st.paged ? c.size(0) >= x.size(0) : c.size(0) == x.size(0);
   TORCH_CHECK(rows_ok, "cache_append: ", name, " has ", c.size(0), " rows, the step ", x.size(0));
-  c.narrow(0, 0, x.size(0)).narrow(1, t, 1).copy_(x.transpose(1, 2));
+  c.narrow(0, 0, x.size(0)).narrow(1, st.filled, 1).copy_(x.transpose(1, 2));
   return c;
 }
 
@@ -47,18 +55,13 @@ torch::Tensor cache_write(DecoderState& st, const std::string& name, const torch
   return cache_buffer(st, name, x);
 }
 
-void history_step(DecoderState& st, int64_t rows) {
+const torch::Tensor& history_step(DecoderState& st, int64_t rows) {
   TORCH_CHECK(st.paged, "history_step: only for a paged state");
-  const int64_t t = st.filled;
-  auto& h = st.history;
-  if (!h.defined() || h.size(1) <= t) {
-    const int64_t cap = std::max({st.capacity, t + 1, h.defined() ? 2 * h.size(1) : int64_t{16}});
-    auto grown = torch::empty({rows, cap}, torch::kLong);
-    if (h.defined() && t > 0) grown.narrow(1, 0, t).copy_(h.narrow(1, 0, t));
-    h = grown;
-  }
+  auto& h = st.rows[kHistory];
+  make_room(h, rows, st.filled, st.capacity, {}, torch::kLong);
   TORCH_CHECK(h.size(0) == rows, "history_step: ", h.size(0), " rows in the history, the step has ", rows);
-  h.select(1, t).copy_(torch::arange(rows, torch::kLong));
+  h.select(1, st.filled).copy_(torch::arange(rows, torch::kLong));
+  return h;
 }
 
 namespace {
@@ -98,18 +101,13 @@ void reorder_state(DecoderState& st, const torch::Tensor& index, int64_t beam) {
       for (auto& kv : st.sentences) kv.second = kv.second.index_select(0, sent.to(kv.second.device()));
   }
   // Greedy search keeps every row in place until a sentence finishes: no copy then.
-  const int64_t n = !st.rows.empty()                  ? st.rows.begin()->second.size(0)
-                    : st.paged && st.history.defined() ? st.history.size(0)
-                    : !st.caches.empty() && !st.paged  ? st.caches.begin()->second.size(0)
-                                                       : -1;
+  const int64_t n = !st.rows.empty() ? st.rows.begin()->second.size(0)
+                    : !st.caches.empty() ? st.caches.begin()->second.size(0) : -1;
   if (n >= 0 && !is_identity(rows, n)) {
+    // a paged state's history is a row entry: its caches stay where they are
     for (auto& kv : st.rows) kv.second = kv.second.index_select(0, rows.to(kv.second.device()));
-    if (st.paged) {
-      if (st.history.defined()) st.history = select_filled(st.history.view({st.history.size(0), -1, 1, 1}), rows,
-                                                           st.filled).view({rows.numel(), -1});
-    } else {
+    if (!st.paged)
       for (auto& kv : st.caches) kv.second = select_filled(kv.second, rows, st.filled);
-    }
   }
   st.beam = beam;
 }

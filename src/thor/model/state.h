@@ -24,12 +24,13 @@ struct DecoderState {
   // the step's columns stand for; undefined = the whole vocabulary.
   torch::Tensor vocab;
   std::map<std::string, torch::Tensor> batch;  // model entries shared by the whole batch
-  // Paged history (CPU inference): caches are written at [row, position] and never
-  // reordered; history [rows, capacity] (int64) names, for each current row and position,
-  // the cache row that holds it. A reorder permutes history's rows only.
+  // Paged (CPU inference): caches are written at [row, position] and never reordered; the
+  // row entry rows[kHistory] [rows, capacity] (int64) names, for each current row and
+  // position, the cache row that holds it, and is reordered like any row entry.
   bool paged = false;
-  torch::Tensor history;
 };
+
+inline constexpr const char* kHistory = "history";
 
 // Writes x [rows, heads, 1, head_dim] at position st.filled of cache `name` (allocating it,
 // or growing it when st.capacity was too small) and returns the filled view
@@ -42,7 +43,8 @@ torch::Tensor cache_append(DecoderState& st, const std::string& name, const torc
 torch::Tensor cache_write(DecoderState& st, const std::string& name, const torch::Tensor& x);
 
 // Paged mode, once per step before the layers: position st.filled of row i is in row i.
-void history_step(DecoderState& st, int64_t rows);
+// Returns the history [rows, capacity].
+const torch::Tensor& history_step(DecoderState& st, int64_t rows);
 
 // Keeps rows `index` (int64 [N']) in that order, N' = sentences' * beam: rows
 // [i * beam, (i + 1) * beam) must all come from one old sentence, which becomes sentence i.

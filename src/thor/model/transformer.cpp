@@ -87,7 +87,8 @@ torch::Tensor DecoderLayerImpl::step(const torch::Tensor& x_in, DecoderState& st
   auto [q, k, v] = self_attn->project_qkv(h);  // [N, H, 1, Dh]
   if (st.paged) {
     auto k_buf = cache_write(st, "self_k." + id, k), v_buf = cache_write(st, "self_v." + id, v);
-    x = residual(x, self_attn->attend_paged(q, k_buf, v_buf, st.history, st.filled + 1), self_attn_layer_norm);
+    x = residual(x, self_attn->attend_paged(q, k_buf, v_buf, st.rows.at(kHistory), st.filled + 1),
+                 self_attn_layer_norm);
   } else {
     auto self_k = cache_append(st, "self_k." + id, k), self_v = cache_append(st, "self_v." + id, v);
     x = residual(x, self_attn->attend_heads(q, self_k, self_v, torch::Tensor(), false), self_attn_layer_norm);
@@ -238,9 +239,9 @@ torch::Tensor TransformerImpl::step(const torch::Tensor& last, int64_t step, Dec
   }
   st.filled = step + 1;
   if (decoder_norm) x = decoder_norm(x);
-  if (auto it = st.batch.find("output_weight"); it != st.batch.end())
-    return linear(x.squeeze(1), it->second, torch::Tensor());  // [N, V']
-  return project(x.squeeze(1));  // [N, V]
+  // [N, V], or [N, V'] over the batch's shortlist rows of the output projection
+  auto it = st.batch.find("output_weight");
+  return linear(x.squeeze(1), it != st.batch.end() ? it->second : output_projection, torch::Tensor());
 }
 
 void TransformerImpl::restrict_output(DecoderState& st, const torch::Tensor& vocab) {
