@@ -1,6 +1,14 @@
 // The operation-class profile: classification of operator names, and the accounting
-// identity (class times add up to the wall time of the profiled span); resident size.
+// identity (class times add up to the wall time of the profiled span); resident size;
+// parallel workers and per-thread generators.
 #include <gtest/gtest.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <atomic>
+#include <set>
+#include <stdexcept>
+#include <thread>
 
 #include "thor/common/op_profile.h"
 #include "thor/common/runtime.h"
@@ -59,6 +67,61 @@ TEST(Runtime, ResidentSizeFollowsTouchedMemory) {
   double after = thor::runtime::current_rss_mb();
   EXPECT_GT(after - before, 200.0);
   EXPECT_EQ(t.sum().item<double>(), 64.0 * 1024 * 1024);
+}
+
+TEST(Runtime, RunWorkersRunsEveryTaskAtOnceAndRethrows) {
+  at::set_num_threads(2);
+  std::mutex mu;
+  std::set<std::thread::id> threads;
+  std::vector<int> ran(3, 0);
+  std::atomic<int> arrived{0};
+  thor::runtime::run_workers(3, [&](int64_t w) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      threads.insert(std::this_thread::get_id());
+      ++ran[static_cast<size_t>(w)];
+    }
+    EXPECT_EQ(at::get_num_threads(), 1);  // max(1, 2 / 3) intra-op threads each
+    ++arrived;
+    while (arrived < 3) std::this_thread::yield();  // returns only if all three run at once
+  });
+  EXPECT_EQ(ran, (std::vector<int>{1, 1, 1}));
+  EXPECT_EQ(threads.size(), 3u);
+  EXPECT_TRUE(threads.count(std::this_thread::get_id()));  // task 0 on the caller
+  EXPECT_EQ(at::get_num_threads(), 2);                      // restored
+  std::atomic<int> finished{0};
+  EXPECT_THROW(thor::runtime::run_workers(2,
+                                          [&](int64_t w) {
+                                            if (w == 1) throw std::runtime_error("worker 1 failed");
+                                            ++finished;
+                                          }),
+               std::runtime_error);
+  EXPECT_EQ(finished, 1);  // the other worker still ran to its end
+  EXPECT_EQ(at::get_num_threads(), 2);
+  at::set_num_threads(1);
+}
+
+TEST(Runtime, GeneratorScopeGivesEachThreadItsOwnDraws) {
+  auto x = torch::ones({97, 31});
+  auto masks = [&](uint64_t seed) {
+    thor::runtime::GeneratorScope rng(at::detail::createCPUGenerator(seed));
+    return std::make_pair(thor::dropout(x, 0.3, true), thor::dropout(x, 0.3, true));
+  };
+  torch::manual_seed(1);
+  auto a = masks(42);
+  torch::manual_seed(2);  // the global generator plays no part inside the scope
+  std::pair<torch::Tensor, torch::Tensor> b;
+  std::thread([&] { b = masks(42); }).join();
+  EXPECT_TRUE(torch::equal(a.first, b.first));
+  EXPECT_TRUE(torch::equal(a.second, b.second));
+  EXPECT_FALSE(torch::equal(a.first, a.second));
+  EXPECT_FALSE(torch::equal(masks(43).first, a.first));
+  // outside any scope the global generator is back
+  EXPECT_FALSE(thor::runtime::thread_generator().has_value());
+  torch::manual_seed(3);
+  auto c = thor::dropout(x, 0.3, true);
+  torch::manual_seed(3);
+  EXPECT_TRUE(torch::equal(c, thor::dropout(x, 0.3, true)));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // See runtime.h.
 #include "thor/common/runtime.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <dlfcn.h>
 #include <malloc.h>
 #include <unistd.h>
@@ -50,6 +51,9 @@ void tune_allocator() {
   mallopt(M_MMAP_MAX, 0);
   mallopt(M_TRIM_THRESHOLD, -1);
   mallopt(M_TOP_PAD, 64 << 20);
+  // One arena for every thread: another thread's arena cannot hold a tensor above 64 MB and
+  // maps it apart (M_MMAP_MAX does not apply there), unmapping it again when freed.
+  mallopt(M_ARENA_MAX, 1);
 }
 
 void set_threads(int threads) {
@@ -85,6 +89,55 @@ void set_cpu_rng_state(const torch::Tensor& state) {
   at::Generator gen = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_state(state);
+}
+
+namespace {
+thread_local c10::optional<at::Generator> current_generator;
+}
+
+c10::optional<at::Generator> thread_generator() { return current_generator; }
+
+uint64_t draw_seed() {
+  at::Generator gen = current_generator.value_or(at::detail::getDefaultCPUGenerator());
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return at::check_generator<at::CPUGeneratorImpl>(gen)->random64();
+}
+
+c10::optional<at::Generator> generator_for(const torch::Tensor& x) {
+  return x.device().is_cpu() ? current_generator : c10::nullopt;
+}
+
+GeneratorScope::GeneratorScope(at::Generator gen) : previous_(current_generator) {
+  current_generator = std::move(gen);
+}
+
+GeneratorScope::~GeneratorScope() { current_generator = previous_; }
+
+void run_workers(int64_t workers, const std::function<void(int64_t)>& fn) {
+  if (workers <= 1) {
+    fn(0);
+    return;
+  }
+  const int threads = at::get_num_threads();
+  const int per_worker = std::max(1, threads / static_cast<int>(workers));
+  const bool grad = torch::GradMode::is_enabled();
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(workers));
+  auto run = [&](int64_t w) {
+    try {
+      at::set_num_threads(per_worker);
+      torch::AutoGradMode mode(grad);
+      fn(w);
+    } catch (...) {
+      errors[static_cast<size_t>(w)] = std::current_exception();
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int64_t w = 1; w < workers; ++w) pool.emplace_back(run, w);
+  run(0);
+  for (auto& t : pool) t.join();
+  at::set_num_threads(threads);
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
 }
 
 double current_rss_mb() {

@@ -33,6 +33,31 @@ std::string blas_core();
 torch::Tensor cpu_rng_state();
 void set_cpu_rng_state(const torch::Tensor& state);
 
+// Random draws of this thread (dropout masks, router draws): the generator of the innermost
+// GeneratorScope alive on this thread, or nullopt for the device's global generator. Parallel
+// workers give each task its own seeded generator, so results do not depend on scheduling.
+c10::optional<at::Generator> thread_generator();
+// 64 random bits from thread_generator(), or the global CPU generator when none is set.
+uint64_t draw_seed();
+// thread_generator() where it can draw tensors like x (CPU), else nullopt (x's device's own).
+c10::optional<at::Generator> generator_for(const torch::Tensor& x);
+class GeneratorScope {
+ public:
+  explicit GeneratorScope(at::Generator gen);
+  ~GeneratorScope();
+  GeneratorScope(const GeneratorScope&) = delete;
+  GeneratorScope& operator=(const GeneratorScope&) = delete;
+
+ private:
+  c10::optional<at::Generator> previous_;
+};
+
+// Runs fn(0) .. fn(workers - 1) at once, fn(0) on the calling thread, each with
+// max(1, threads / workers) intra-op threads (restored afterwards); rethrows the first
+// worker's exception after all have finished. Grad mode is per thread: workers start
+// with the caller's.
+void run_workers(int64_t workers, const std::function<void(int64_t)>& fn);
+
 // Resident set size of this process now, in MB (/proc/self/statm; 0 where unavailable).
 double current_rss_mb();
 

@@ -5,11 +5,10 @@
 
 #include <algorithm>
 #include <atomic>
-#include <exception>
 #include <numeric>
-#include <thread>
 
 #include "thor/common/error.h"
+#include "thor/common/runtime.h"
 #include "thor/data/dataset.h"
 
 namespace thor {
@@ -41,8 +40,7 @@ std::vector<std::vector<Translation>> translate_lines(Transformer& model, const 
                 " tokens, the model has " + std::to_string(model->output_projection.size(0)));
   const auto num_batches = static_cast<int64_t>((order.size() + static_cast<size_t>(opt.batch_size) - 1) /
                                                  static_cast<size_t>(opt.batch_size));
-  const int threads = at::get_num_threads();
-  int64_t workers = opt.workers > 0 ? opt.workers : (device.is_cpu() ? threads : 1);
+  int64_t workers = opt.workers > 0 ? opt.workers : (device.is_cpu() ? at::get_num_threads() : 1);
   // Token-level draws come from the global generator at every step: their order, and so the
   // output, would depend on scheduling.
   if (model->stochastic_experts() && model->expert_select() == ExpertSelect::Token) workers = 1;
@@ -68,35 +66,21 @@ std::vector<std::vector<Translation>> translate_lines(Transformer& model, const 
   };
 
   // Longest batches first (the order is sorted by length), each taken by whichever worker
-  // is free; one worker runs on this thread.
+  // is free.
   std::atomic<int64_t> next{0};
   auto work = [&] {
     TransformerStepModel step_model(model, opt.shortlist);
     for (int64_t b = next++; b < num_batches; b = next++) decode_batch(step_model, b);
   };
-  if (workers == 1) {
-    work();
-  } else {
-    std::vector<std::exception_ptr> errors(static_cast<size_t>(workers));
-    const int per_worker = std::max(1, threads / static_cast<int>(workers));
-    std::vector<std::thread> pool;
-    for (int64_t w = 0; w < workers; ++w) {
-      pool.emplace_back([&, w] {
-        try {
-          at::set_num_threads(per_worker);
-          torch::NoGradGuard worker_ng;
-          work();
-        } catch (...) {
-          errors[static_cast<size_t>(w)] = std::current_exception();
-          next = num_batches;  // the others stop after their current batch
-        }
-      });
+  runtime::run_workers(workers, [&](int64_t) {
+    torch::NoGradGuard worker_ng;
+    try {
+      work();
+    } catch (...) {
+      next = num_batches;  // the others stop after their current batch
+      throw;
     }
-    for (auto& t : pool) t.join();
-    at::set_num_threads(threads);
-    for (auto& e : errors)
-      if (e) std::rethrow_exception(e);
-  }
+  });
   if (was_training) model->train();
   return out;
 }

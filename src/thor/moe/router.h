@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -40,6 +41,13 @@ class RouterImpl : public torch::nn::Module {
   virtual bool stochastic() const { return false; }
   // THOR: train with two stochastic passes and a consistency loss.
   virtual bool two_pass() const { return false; }
+  // The expert of each of `groups` row groups when this router draws one per group
+  // without looking at the tokens (random routing per batch), drawn now from the thread's
+  // generator; {} otherwise. Lets forwards over parts of one batch share one draw.
+  virtual std::vector<int64_t> draw_groups(int64_t groups) const {
+    (void)groups;
+    return {};
+  }
   // Called after every optimizer update (auxiliary-loss-free bias balancing).
   virtual void after_update() {}
 };

@@ -2,6 +2,7 @@
 #include "thor/moe/router_gshard.h"
 
 #include "thor/common/error.h"
+#include "thor/common/runtime.h"
 
 namespace thor {
 
@@ -23,7 +24,7 @@ Routing GShardRouterImpl::route(const RouterInput& in) {
   auto expert = e.masked_fill(in.valid.logical_not().unsqueeze(1), -1).clone();
   torch::NoGradGuard ng;
   if (second_policy_ == "random" && is_training()) {
-    auto keep = (2.0 * w.select(1, 1)) > torch::rand_like(w.select(1, 1));
+    auto keep = (2.0 * w.select(1, 1)) > torch::rand({w.size(0)}, runtime::generator_for(w), w.options());
     expert.select(1, 1).masked_fill_(keep.logical_not(), -1);
   } else if (second_policy_ == "threshold") {
     expert.select(1, 1).masked_fill_(w.select(1, 1) < 0.2, -1);

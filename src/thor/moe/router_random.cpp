@@ -2,6 +2,7 @@
 #include "thor/moe/router_random.h"
 
 #include "thor/common/error.h"
+#include "thor/common/runtime.h"
 
 namespace thor {
 
@@ -15,6 +16,15 @@ RouteLevel parse_route_level(const std::string& s) {
 RandomRouterImpl::RandomRouterImpl(const ModelConfig& c)
     : experts_(c.num_experts), level_(parse_route_level(c.route_level)) {}
 
+std::vector<int64_t> RandomRouterImpl::draw_groups(int64_t groups) const {
+  return level_ == RouteLevel::Batch ? draw_group_experts(groups) : std::vector<int64_t>{};
+}
+
+std::vector<int64_t> RandomRouterImpl::draw_group_experts(int64_t groups) const {
+  auto draws = torch::randint(experts_, {groups}, runtime::thread_generator(), torch::TensorOptions().dtype(torch::kLong));
+  return {draws.data_ptr<int64_t>(), draws.data_ptr<int64_t>() + groups};
+}
+
 Routing RandomRouterImpl::route(const RouterInput& in) { return route_at(in, level_); }
 
 Routing RandomRouterImpl::route_at(const RouterInput& in, RouteLevel level) const {
@@ -24,13 +34,12 @@ Routing RandomRouterImpl::route_at(const RouterInput& in, RouteLevel level) cons
   torch::Tensor e;  // [N]
   if (level == RouteLevel::Batch) {
     TORCH_CHECK(in.rows % in.groups == 0, "rows must split into equal groups");
-    auto draws = torch::randint(experts_, {in.groups}, torch::TensorOptions().dtype(torch::kLong));
-    r.group_expert.assign(draws.data_ptr<int64_t>(), draws.data_ptr<int64_t>() + in.groups);
-    e = draws.to(in.x.device()).repeat_interleave(N / in.groups);
+    r.group_expert = draw_group_experts(in.groups);
+    e = torch::tensor(r.group_expert, torch::kLong).to(in.x.device()).repeat_interleave(N / in.groups);
   } else if (level == RouteLevel::Sentence) {
-    e = torch::randint(experts_, {in.rows}, opts).repeat_interleave(N / in.rows);
+    e = torch::randint(experts_, {in.rows}, runtime::generator_for(in.x), opts).repeat_interleave(N / in.rows);
   } else {
-    e = torch::randint(experts_, {N}, opts);
+    e = torch::randint(experts_, {N}, runtime::generator_for(in.x), opts);
   }
   if (r.group_expert.empty()) e = e.masked_fill(in.valid.logical_not(), -1);
   r.expert = e.view({N, 1});

@@ -15,8 +15,10 @@ class RandomRouterImpl : public RouterImpl {
   Routing route(const RouterInput& in) override;
   Routing route_at(const RouterInput& in, RouteLevel level) const;
   bool stochastic() const override { return true; }
+  std::vector<int64_t> draw_groups(int64_t groups) const override;
 
  private:
+  std::vector<int64_t> draw_group_experts(int64_t groups) const;  // one uniform draw per group
   int64_t experts_;
   RouteLevel level_;
 };

@@ -1,11 +1,10 @@
 // See dropout.h.
 #include "thor/ops/dropout.h"
 
-#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 
-#include <mutex>
+#include "thor/common/runtime.h"
 
 namespace thor {
 
@@ -16,12 +15,6 @@ inline uint64_t splitmix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
-}
-
-uint64_t draw_seed() {
-  auto gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  return at::check_generator<at::CPUGeneratorImpl>(gen)->random64();
 }
 
 class Dropout : public torch::autograd::Function<Dropout> {
@@ -35,7 +28,7 @@ class Dropout : public torch::autograd::Function<Dropout> {
     auto residual = add ? residual_in.expand(x.sizes()).contiguous() : residual_in;
     auto y = torch::empty_like(x);
     auto mask = torch::empty(x.sizes(), x.options().dtype(torch::kByte));
-    const uint64_t seed = draw_seed();
+    const uint64_t seed = runtime::draw_seed();
     // keep when a 16-bit uniform is >= p * 65536; four uniforms per 64-bit hash
     const uint32_t threshold = static_cast<uint32_t>(p * 65536.0 + 0.5);
     const float scale = static_cast<float>(1.0 / (1.0 - p));
