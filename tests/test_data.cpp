@@ -149,6 +149,39 @@ TEST(Batching, RespectsTokenBudgetAndCoversEverything) {
   EXPECT_EQ(thor::make_batches(ds, 64, 0, 1), batches);
 }
 
+TEST(Batching, SplitIntoWorkerShardsKeepsOrderAndBalancesTokens) {
+  thor::Dataset ds;
+  std::mt19937 rng(5);
+  std::vector<int64_t> idx;
+  for (int i = 0; i < 40; ++i) {
+    ds.add(std::vector<int>(1 + rng() % 20, 5), std::vector<int>(1 + rng() % 20, 6), i + 1);
+    idx.push_back(39 - i);  // any order: shards keep the batch's
+  }
+  auto tokens = [&](const std::vector<int64_t>& part) {
+    int64_t n = 0;
+    for (auto i : part) n += ds.tgt_len(static_cast<size_t>(i)) + 1;
+    return n;
+  };
+  const int64_t total = tokens(idx);
+  for (int64_t parts : {1, 2, 3, 7}) {
+    auto shards = thor::split_batch(ds, idx, parts);
+    ASSERT_EQ(static_cast<int64_t>(shards.size()), parts);
+    std::vector<int64_t> joined;
+    for (auto& sh : shards) {
+      ASSERT_FALSE(sh.empty());
+      joined.insert(joined.end(), sh.begin(), sh.end());
+      // each shard within one sentence (<= 21 tokens) of an equal share
+      EXPECT_LE(std::abs(static_cast<double>(tokens(sh)) - static_cast<double>(total) / parts), 21.0) << parts;
+    }
+    EXPECT_EQ(joined, idx) << parts;
+  }
+  // more shards than sentences: one sentence each
+  std::vector<int64_t> three(idx.begin(), idx.begin() + 3);
+  auto shards = thor::split_batch(ds, three, 8);
+  ASSERT_EQ(shards.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(shards[i], std::vector<int64_t>{three[i]});
+}
+
 TEST(DatasetFile, CorruptFileIsAnError) {
   auto dir = temp_dir("corrupt");
   write_file(dir / "x.bin", {"not a dataset"});

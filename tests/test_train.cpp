@@ -92,6 +92,71 @@ TEST(Checkpoint, NotACheckpointIsAnError) {
   EXPECT_THROW(thor::load_model((dir / "missing.pt").string(), torch::kCPU), thor::Error);
 }
 
+thor::ModelConfig tiny_thor_model(double dropout) {
+  auto c = tiny_model();
+  c.encoder_layers = c.decoder_layers = 2;
+  c.num_experts = 2;
+  c.router = "thor";
+  c.dropout = dropout;
+  return c;
+}
+
+std::vector<nlohmann::json> train_log(const fs::path& save) {
+  std::vector<nlohmann::json> out;
+  for (auto& l : thor::testing::read_file(save / "train_log.jsonl")) {
+    auto j = nlohmann::json::parse(l);
+    if (j.contains("gnorm")) out.push_back(j);
+  }
+  return out;
+}
+
+// Shards of a batch on parallel workers compute the batch's gradient: without dropout the
+// same run as one worker, up to the order of float sums (THOR: both share the expert draws).
+TEST(Train, WorkersComputeTheSameUpdatesAsOneWorker) {
+  std::vector<fs::path> saves;
+  for (int64_t workers : {1, 3}) {
+    saves.push_back(thor::testing::temp_dir("train_workers" + std::to_string(workers)));
+    auto o = tiny_train(saves.back(), 6);
+    o.workers = workers;
+    o.log_interval = 1;
+    o.eval_bleu = false;
+    torch::manual_seed(5);
+    thor::train(o, tiny_thor_model(0.0));
+  }
+  auto a = train_log(saves[0]), b = train_log(saves[1]);
+  ASSERT_EQ(a.size(), 6u);
+  ASSERT_EQ(b.size(), 6u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    for (auto key : {"loss", "nll", "gnorm", "consistency"})
+      EXPECT_NEAR(a[i][key].get<double>(), b[i][key].get<double>(), 1e-4 * std::abs(a[i][key].get<double>()))
+          << key << " at update " << i + 1;
+    // the same experts drawn: the same token shares per layer
+    EXPECT_EQ(a[i]["experts"].dump(), b[i]["experts"].dump()) << i + 1;
+  }
+  auto ma = thor::load_model((saves[0] / "checkpoint_last.pt").string(), torch::kCPU);
+  auto mb = thor::load_model((saves[1] / "checkpoint_last.pt").string(), torch::kCPU);
+  auto pb = mb.model->named_parameters();
+  for (auto& kv : ma.model->named_parameters())
+    thor::testing::expect_close(kv.value(), pb[kv.key()], 1e-4, 1e-5);
+}
+
+// With dropout, two workers draw their masks from generators seeded per batch and add
+// their gradients in a fixed order: the same run twice is the same bit for bit.
+TEST(Train, ParallelWorkersAreReproducible) {
+  std::vector<fs::path> saves;
+  for (int run = 0; run < 2; ++run) {
+    saves.push_back(thor::testing::temp_dir("train_workers_repro" + std::to_string(run)));
+    auto o = tiny_train(saves.back(), 4);
+    o.workers = 2;
+    o.eval_bleu = false;
+    torch::manual_seed(6);
+    thor::train(o, tiny_thor_model(0.3));
+  }
+  auto a = thor::load_model((saves[0] / "checkpoint_last.pt").string(), torch::kCPU);
+  auto b = thor::load_model((saves[1] / "checkpoint_last.pt").string(), torch::kCPU);
+  expect_same_parameters(a.model, b.model);
+}
+
 TEST(Train, LossGoesDown) {
   auto save = thor::testing::temp_dir("train_learns");
   auto o = tiny_train(save, 40);

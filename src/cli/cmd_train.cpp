@@ -57,6 +57,10 @@ void add_train(CLI::App& app, Common& common) {
   cmd->add_option("--max-tokens", o.max_tokens, "tokens per batch (padded)")->capture_default_str();
   cmd->add_option("--batch-size", o.max_sentences, "max sentences per batch (0 = no limit)")->capture_default_str();
   cmd->add_option("--update-freq", o.update_freq, "batches accumulated per update")->capture_default_str();
+  cmd->add_option("--workers", o.workers,
+                  "shards of every batch trained at once, each with threads/workers intra-op threads (0 = one per "
+                  "thread on the CPU, 1 on CUDA); a run is reproducible for a given number of workers")
+      ->capture_default_str();
   cmd->add_option("--lr", o.lr, "peak learning rate")->capture_default_str();
   cmd->add_option("--warmup-updates", o.warmup_updates, "linear warm-up updates")->capture_default_str();
   cmd->add_option("--warmup-init-lr", o.warmup_init_lr, "learning rate at update 0")->capture_default_str();

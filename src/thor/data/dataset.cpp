@@ -129,6 +129,26 @@ std::vector<std::vector<int64_t>> make_batches(const Dataset& ds, int64_t max_to
   return batches;
 }
 
+std::vector<std::vector<int64_t>> split_batch(const Dataset& ds, const std::vector<int64_t>& idx, int64_t parts) {
+  parts = std::max<int64_t>(1, std::min<int64_t>(parts, static_cast<int64_t>(idx.size())));
+  int64_t total = 0;
+  for (int64_t i : idx) total += ds.tgt_len(static_cast<size_t>(i)) + 1;
+  std::vector<std::vector<int64_t>> out(static_cast<size_t>(parts));
+  int64_t done = 0;
+  size_t k = 0;
+  for (int64_t p = 0; p < parts; ++p) {
+    // run p ends where the running total first reaches (p + 1) / parts of the tokens, leaving
+    // at least one example for each later run
+    const int64_t goal = total * (p + 1) / parts;
+    const size_t last = idx.size() - static_cast<size_t>(parts - p - 1);
+    do {
+      done += ds.tgt_len(static_cast<size_t>(idx[k])) + 1;
+      out[static_cast<size_t>(p)].push_back(idx[k++]);
+    } while (k < last && done < goal);
+  }
+  return out;
+}
+
 Batch collate(const Dataset& ds, const std::vector<int64_t>& idx, int64_t pad, int64_t bos,
               int64_t eos) {
   auto B = static_cast<int64_t>(idx.size());

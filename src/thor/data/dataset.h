@@ -44,6 +44,10 @@ std::vector<std::vector<int64_t>> make_batches(const Dataset& ds, int64_t max_to
                                                int64_t max_sentences, uint64_t seed,
                                                int64_t* dropped = nullptr);
 
+// Splits a batch's examples into at most `parts` contiguous runs with about equal target
+// tokens each (the shards that training workers run at once); no run is empty.
+std::vector<std::vector<int64_t>> split_batch(const Dataset& ds, const std::vector<int64_t>& idx, int64_t parts);
+
 Batch collate(const Dataset& ds, const std::vector<int64_t>& idx, int64_t pad, int64_t bos,
               int64_t eos);
 

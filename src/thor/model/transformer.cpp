@@ -170,15 +170,36 @@ torch::Tensor TransformerImpl::encode_with(const torch::Tensor& src, const Routi
 
 torch::Tensor TransformerImpl::decode(const torch::Tensor& tgt_in, const torch::Tensor& enc,
                                       const torch::Tensor& src_pad_mask) {
+  return decode_with(tgt_in, enc, src_pad_mask, ctx_);
+}
+
+torch::Tensor TransformerImpl::decode_with(const torch::Tensor& tgt_in, const torch::Tensor& enc,
+                                           const torch::Tensor& src_pad_mask, const RoutingContext& ctx) {
   auto x = embed(decoder_embed, tgt_in, 0);
-  for (auto& m : *decoder_layers) x = m->as<DecoderLayerImpl>()->forward(x, enc, src_pad_mask, tgt_in, ctx_);
+  for (auto& m : *decoder_layers) x = m->as<DecoderLayerImpl>()->forward(x, enc, src_pad_mask, tgt_in, ctx);
   if (decoder_norm) x = decoder_norm(x);
   return project(x);
 }
 
 torch::Tensor TransformerImpl::forward(const torch::Tensor& src, const torch::Tensor& tgt_in) {
-  auto enc = encode(src);
-  return decode(tgt_in, enc, src.eq(cfg_.pad_id));
+  return forward(src, tgt_in, ctx_);
+}
+
+torch::Tensor TransformerImpl::forward(const torch::Tensor& src, const torch::Tensor& tgt_in,
+                                       const RoutingContext& ctx) {
+  auto enc = encode_with(src, ctx);
+  return decode_with(tgt_in, enc, src.eq(cfg_.pad_id), ctx);
+}
+
+std::vector<std::vector<int64_t>> TransformerImpl::draw_group_experts(int64_t groups) const {
+  std::vector<std::vector<int64_t>> out;
+  for (const auto& layer : expert_layers_) {
+    if (!layer->router || !layer->router->stochastic()) return {};
+    auto draw = layer->router->draw_groups(groups);
+    if (draw.empty()) return {};
+    out.push_back(std::move(draw));
+  }
+  return out;
 }
 
 void TransformerImpl::set_expert_select(ExpertSelect select, int64_t fixed_expert) {

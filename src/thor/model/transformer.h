@@ -65,6 +65,9 @@ class TransformerImpl : public torch::nn::Module {
   torch::Tensor decode(const torch::Tensor& tgt_in, const torch::Tensor& enc,
                        const torch::Tensor& src_pad_mask);
   torch::Tensor forward(const torch::Tensor& src, const torch::Tensor& tgt_in);
+  // The same with a routing context of the caller's (see routing()): parallel forwards of
+  // one model each pass their own.
+  torch::Tensor forward(const torch::Tensor& src, const torch::Tensor& tgt_in, const RoutingContext& ctx);
 
   // Incremental decoding: encoder runs once here; cross-attention keys/values are
   // projected once; self-attention keys/values are cached per layer.
@@ -80,7 +83,11 @@ class TransformerImpl : public torch::nn::Module {
 
   // Expert routing for the next calls: rows form `groups` equal groups with their own
   // draws (THOR's stacked passes); `select` is the inference policy of stochastic experts.
-  void set_groups(int64_t groups) { ctx_.groups = groups; }
+  const RoutingContext& routing() const { return ctx_; }
+  // What the stochastic routers of a batch-level draw would pick for `groups` row groups,
+  // one list per expert layer, drawn now (see RouterImpl::draw_groups): forwards over
+  // parts of one batch pin it to share the batch's experts. {} when no layer draws so.
+  std::vector<std::vector<int64_t>> draw_group_experts(int64_t groups) const;
   void set_expert_select(ExpertSelect select, int64_t fixed_expert = 0);
   ExpertSelect expert_select() const { return ctx_.select; }
   bool stochastic_experts() const { return stochastic_experts_; }  // a stochastic router (thor, random)
@@ -97,6 +104,8 @@ class TransformerImpl : public torch::nn::Module {
 
  private:
   torch::Tensor encode_with(const torch::Tensor& src, const RoutingContext& ctx);
+  torch::Tensor decode_with(const torch::Tensor& tgt_in, const torch::Tensor& enc, const torch::Tensor& src_pad_mask,
+                            const RoutingContext& ctx);
   torch::Tensor embed(torch::nn::Embedding& emb, const torch::Tensor& tokens, int64_t offset);
   torch::Tensor project(const torch::Tensor& h);  // [.., C] -> [.., V]
   ModelConfig cfg_;

@@ -2,7 +2,6 @@
 #include "thor/moe/expert_ffn.h"
 
 #include <cmath>
-#include <mutex>
 
 #include "thor/common/error.h"
 #include "thor/ops/dropout.h"
@@ -157,9 +156,10 @@ torch::Tensor ExpertFFNImpl::forward(const torch::Tensor& x, const torch::Tensor
   } else {
     r = router->route(in);
   }
-  torch::Tensor share_now;
-  {
+  if (ctx.stats) {
     torch::NoGradGuard ng;
+    ExpertStats st;
+    st.aux = r.aux;
     if (!r.group_expert.empty()) {
       // whole-group routing: every valid token of group g went to group_expert[g]
       // (the valid-token counts come to the host once, not one sync per group)
@@ -167,28 +167,23 @@ torch::Tensor ExpertFFNImpl::forward(const torch::Tensor& x, const torch::Tensor
       auto v = in.valid.view({G, -1}).sum(1).to(torch::kCPU).to(torch::kDouble).contiguous();
       const double* vg = v.data_ptr<double>();
       std::vector<double> share(static_cast<size_t>(E), 0.0);
-      double total = 0;
-      for (int64_t g = 0; g < G; ++g) total += vg[g];
-      total = std::max(1.0, total);
+      for (int64_t g = 0; g < G; ++g) st.valid += vg[g];
+      const double total = std::max(1.0, st.valid);
       for (int64_t g = 0; g < G; ++g) {
         const int64_t e = r.group_expert[g];
         if (e >= 0) share[e] += vg[g] / total;
-        else for (auto& s : share) s += vg[g] / total / static_cast<double>(E);  // merged: every expert equally
+        else for (auto& sh : share) sh += vg[g] / total / static_cast<double>(E);  // merged: every expert equally
       }
-      share_now = torch::tensor(share, torch::kDouble).to(torch::kFloat);
+      st.share = torch::tensor(share, torch::kDouble).to(torch::kFloat);
     } else {
       auto e = r.expert.reshape({-1});
       auto kept = e.masked_select(e >= 0);
-      share_now = torch::bincount(kept.to(torch::kCPU), {}, E).to(torch::kFloat) /
-                   std::max<double>(1.0, in.valid.sum().item<double>());
+      st.valid = in.valid.sum().item<double>();
+      st.share = torch::bincount(kept.to(torch::kCPU), {}, E).to(torch::kFloat) / std::max(1.0, st.valid);
     }
-  }
-  {
-    // parallel decoding workers share the layer: the statistics are written under a lock
-    static std::mutex stats_mu;
-    std::lock_guard<std::mutex> lock(stats_mu);
-    last.share = share_now;
-    last.aux = r.aux;
+    auto& sink = *ctx.stats;
+    if (static_cast<int64_t>(sink.size()) <= moe_index_) sink.resize(static_cast<size_t>(moe_index_ + 1));
+    sink[static_cast<size_t>(moe_index_)] = std::move(st);
   }
   return dispatch(x2, r).view({B, T, d});
 }

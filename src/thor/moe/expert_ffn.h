@@ -20,6 +20,12 @@ namespace thor {
 enum class ExpertSelect { Token, Sentence, Fixed, Ensemble, Merge };
 ExpertSelect parse_expert_select(const std::string& s, int64_t* fixed_k);  // "fixed:K" sets *fixed_k
 
+struct ExpertStats {
+  torch::Tensor share;                       // [E] share of the layer's non-pad tokens per expert
+  double valid = 0;                          // non-pad tokens the share is over
+  std::map<std::string, torch::Tensor> aux;  // scaled auxiliary losses (part of the objective)
+};
+
 struct RoutingContext {
   int64_t groups = 1;  // rows split into equal groups with their own draws (stacked THOR passes)
   ExpertSelect select = ExpertSelect::Sentence;
@@ -28,11 +34,9 @@ struct RoutingContext {
   // Optional: pinned[l] = the expert of each row group at expert layer l, overriding the
   // random draw of stochastic routers (reproducing or analysing one expert path).
   std::vector<std::vector<int64_t>> pinned;
-};
-
-struct ExpertStats {
-  torch::Tensor share;                       // [E] share of non-pad tokens per expert (last forward)
-  std::map<std::string, torch::Tensor> aux;  // scaled auxiliary losses of the last forward
+  // Optional: stats[l] receives expert layer l's statistics of this forward (one sink per
+  // caller, so parallel forwards never share one); none are computed when null.
+  std::vector<ExpertStats>* stats = nullptr;
 };
 
 class ExpertFFNImpl : public torch::nn::Module {
@@ -49,7 +53,6 @@ class ExpertFFNImpl : public torch::nn::Module {
 
   torch::Tensor w1, b1, w2, b2;
   std::shared_ptr<RouterImpl> router;  // null when E == 1
-  ExpertStats last;
 
   // One expert (or merged weights when e < 0) applied densely to x2 [n, d].
   torch::Tensor expert_forward(const torch::Tensor& x2, int64_t e);

@@ -20,8 +20,12 @@ struct ObjectiveResult {
   torch::Tensor loss;      // scalar to back-propagate (sums over tokens; aux weighted by ntokens)
   double ce = 0, nll = 0;  // summed label-smoothed CE and NLL (mean of the two passes for THOR)
   double consistency = 0;  // summed consistency term (THOR)
+  std::vector<ExpertStats> experts;  // per expert layer: token shares, auxiliary losses
 };
 
-ObjectiveResult compute_objective(Transformer& model, const Batch& b, const ObjectiveOptions& o);
+// pinned: expert draws to use (Transformer::draw_group_experts), so the shards of one batch
+// share them; {} = the model's routing as it is.
+ObjectiveResult compute_objective(Transformer& model, const Batch& b, const ObjectiveOptions& o,
+                                  const std::vector<std::vector<int64_t>>& pinned = {});
 
 }  // namespace thor

@@ -35,7 +35,7 @@ namespace thor {
 
 void to_json(nlohmann::json& j, const TrainOptions& o) {
   j = {{"data_dir", o.data_dir}, {"save_dir", o.save_dir}, {"max_tokens", o.max_tokens},
-       {"max_sentences", o.max_sentences}, {"update_freq", o.update_freq}, {"lr", o.lr},
+       {"max_sentences", o.max_sentences}, {"update_freq", o.update_freq}, {"workers", o.workers}, {"lr", o.lr},
        {"warmup_init_lr", o.warmup_init_lr}, {"warmup_updates", o.warmup_updates},
        {"adam_betas", {o.adam_beta1, o.adam_beta2}}, {"adam_eps", o.adam_eps},
        {"weight_decay", o.weight_decay}, {"clip_norm", o.clip_norm},
@@ -115,6 +115,11 @@ class Trainer {
       model_->to(device_);
     }
     model_->train();
+    // One worker per intra-op thread on the CPU: a 4096-token product keeps one core busy,
+    // but two threads per product leave ~30 % idle (small operations, barriers).
+    workers_ = opt.workers > 0 ? opt.workers : (device_.is_cpu() ? at::get_num_threads() : 1);
+    for (auto& p : model_->parameters())
+      if (p.requires_grad()) params_.push_back(p);
     optim_ = std::make_unique<Adam>(model_->parameters(),
                                     AdamOptions{opt.adam_beta1, opt.adam_beta2, opt.adam_eps, opt.weight_decay});
     if (!resume_from.empty()) load_training_state(resume_from, *optim_);
@@ -129,7 +134,8 @@ class Trainer {
     THOR_LOG("train") << "model " << cfg.arch << ": " << nparams << " parameters, d=" << cfg.d_model
                       << " ffn=" << cfg.ffn_dim << " layers=" << cfg.encoder_layers << "+"
                       << cfg.decoder_layers << " on " << device_ << ", " << at::get_num_threads()
-                      << " threads, " << precision_name(matmul_precision()) << " products";
+                      << " threads, " << workers_ << (workers_ == 1 ? " worker, " : " workers, ")
+                      << precision_name(matmul_precision()) << " products";
     auto experts = model_->expert_layers();
     two_pass_ = !experts.empty() && experts.front()->router->two_pass();
     if (!experts.empty())
@@ -164,16 +170,19 @@ class Trainer {
       auto order = epoch_order(batches_.size(), opt_.seed, pos_.epoch);
       while (pos_.batch < static_cast<int64_t>(order.size()) && !stop()) {
         int64_t end = std::min<int64_t>(pos_.batch + opt_.update_freq, static_cast<int64_t>(order.size()));
-        std::vector<Batch> group;
+        std::vector<std::vector<Batch>> group;  // each batch as the shards its workers run
         int64_t ntok = 0;
         const auto& cfg = model_->config();
         for (int64_t i = pos_.batch; i < end; ++i) {
           RECORD_FUNCTION("thor::data", std::vector<c10::IValue>());
-          auto b = collate(train_, batches_[order[i]], cfg.pad_id, cfg.bos_id, cfg.eos_id);
-          ntok += b.ntokens;
-          int_src_tokens += b.src_tokens;
-          int_flops += training_flops(cfg, b.src.size(0), b.src.size(1), b.tgt_in.size(1), two_pass_);
-          group.push_back(b.to(device_));
+          group.emplace_back();
+          for (const auto& part : split_batch(train_, batches_[order[i]], workers_)) {
+            auto b = collate(train_, part, cfg.pad_id, cfg.bos_id, cfg.eos_id);
+            ntok += b.ntokens;
+            int_src_tokens += b.src_tokens;
+            int_flops += training_flops(cfg, b.src.size(0), b.src.size(1), b.tgt_in.size(1), two_pass_);
+            group.back().push_back(b.to(device_));
+          }
         }
         if (opt_.profile_updates > 0 && pos_.num_updates == start_update_ + opt_.profile_start)
           profile_ = std::make_unique<OpProfile>();
@@ -234,23 +243,65 @@ class Trainer {
   }
 
  private:
-  // Forward + backward of one batch; returns the loss to report (CE, averaged over the
-  // two passes for THOR) and accumulates expert statistics.
-  std::pair<double, double> forward_backward(const Batch& b, int64_t ntok_update) {
-    auto r = compute_objective(model_, b, {opt_.label_smoothing, opt_.consistency_alpha, two_pass_});
-    auto experts = model_->expert_layers();
-    for (size_t i = 0; i < experts.size(); ++i) {
-      auto& last = experts[i]->last;
-      for (auto& [name, value] : last.aux) stats_.aux[i][name] += value.item<double>();
-      if (last.share.defined()) stats_.share[i] += last.share;
+  // Forward + backward of one batch, its shards at once on the workers (data parallelism
+  // within the batch). The shards share the batch's expert draws (one per layer and pass,
+  // as the official THOR code) and draw their dropout masks from generators seeded from the
+  // global one; their gradients are added to the parameters' in shard order after all have
+  // finished (not as each backward ends), so a run is reproducible bit for bit for a given
+  // number of workers. Returns the loss to report (CE, averaged over the two passes for
+  // THOR) and accumulates expert statistics.
+  std::pair<double, double> forward_backward(const std::vector<Batch>& shards, int64_t ntok_update) {
+    const ObjectiveOptions o{opt_.label_smoothing, opt_.consistency_alpha, two_pass_};
+    const auto pinned = model_->draw_group_experts(two_pass_ ? 2 : 1);
+    const uint64_t seed = runtime::draw_seed();
+    std::vector<ObjectiveResult> res(shards.size());
+    std::vector<std::vector<torch::Tensor>> grads(shards.size());
+    runtime::run_workers(static_cast<int64_t>(shards.size()), [&](int64_t s) {
+      runtime::GeneratorScope rng(at::detail::createCPUGenerator(seed + static_cast<uint64_t>(s) * 0x9E3779B97F4A7C15ULL));
+      auto r = compute_objective(model_, shards[static_cast<size_t>(s)], o, pinned);
+      grads[static_cast<size_t>(s)] = torch::autograd::grad({r.loss / static_cast<double>(ntok_update)}, params_, {},
+                                                            /*retain_graph=*/false, /*create_graph=*/false,
+                                                            /*allow_unused=*/true);
+      r.loss = torch::Tensor();
+      res[static_cast<size_t>(s)] = std::move(r);
+    });
+    for (size_t i = 0; i < params_.size(); ++i) {
+      torch::Tensor sum;
+      for (auto& g : grads) {
+        if (!g[i].defined()) continue;
+        // summed in place only when no other parameter got the same tensor (as backward's
+        // gradient accumulation: it steals a gradient only when nothing else holds it)
+        if (!sum.defined()) sum = g[i].use_count() == 1 ? std::move(g[i]) : g[i].clone();
+        else sum.add_(g[i]);
+      }
+      if (!sum.defined()) continue;  // an expert no shard used
+      auto& grad = params_[i].mutable_grad();
+      grad = grad.defined() ? grad.add_(sum) : sum;
     }
-    stats_.consistency += r.consistency;
+    double ce = 0, nll = 0, ntok = 0;
+    for (size_t s = 0; s < shards.size(); ++s) {
+      ce += res[s].ce, nll += res[s].nll, ntok += static_cast<double>(shards[s].ntokens);
+      stats_.consistency += res[s].consistency;
+    }
+    // a layer's statistics of the batch: shares weighted by each shard's routed tokens,
+    // auxiliary losses (per-shard means) by its target tokens
+    for (size_t i = 0; i < stats_.share.size(); ++i) {
+      auto share = torch::zeros_like(stats_.share[i]);
+      double valid = 0;
+      for (size_t s = 0; s < shards.size(); ++s) {
+        if (res[s].experts.size() <= i) continue;
+        const auto& st = res[s].experts[i];
+        if (st.share.defined()) share += st.share * st.valid, valid += st.valid;
+        for (auto& [name, value] : st.aux)
+          stats_.aux[i][name] += value.item<double>() * static_cast<double>(shards[s].ntokens) / std::max(1.0, ntok);
+      }
+      stats_.share[i] += share / std::max(1.0, valid);
+    }
     ++stats_.batches;
-    (r.loss / static_cast<double>(ntok_update)).backward();
-    return {r.ce, r.nll};
+    return {ce, nll};
   }
 
-  std::tuple<double, double, double> update(const std::vector<Batch>& group, int64_t ntok) {
+  std::tuple<double, double, double> update(const std::vector<std::vector<Batch>>& group, int64_t ntok) {
     optim_->zero_grad();
     double loss_sum = 0, nll_sum = 0;
     for (const auto& b : group) {
@@ -377,6 +428,8 @@ class Trainer {
   int64_t start_update_ = 0;  // updates done when this run() started (resume)
   std::unique_ptr<OpProfile> profile_;
   bool two_pass_ = false;
+  int64_t workers_ = 1;                // shards of every batch run at once
+  std::vector<torch::Tensor> params_;  // the parameters gradients go to
 
   // Expert statistics accumulated between two log lines.
   struct ExpertStatsAcc {
@@ -421,6 +474,7 @@ nlohmann::json train(const TrainOptions& opt, ModelConfig model_cfg) {
   if (opt.max_tokens <= 0) throw Error("--max-tokens must be > 0");
   if (opt.update_freq <= 0) throw Error("--update-freq must be > 0");
   if (opt.log_interval <= 0) throw Error("--log-interval must be > 0");
+  if (opt.workers < 0) throw Error("--workers must be >= 0 (0 = one per thread on the CPU)");
   Trainer t(opt, std::move(model_cfg));
   return t.run();
 }

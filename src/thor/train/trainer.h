@@ -19,6 +19,9 @@ struct TrainOptions {
   std::string device = "auto";
   std::string precision = "float32";  // float32 | bf16 (products of the linear layers, see ops/gemm.h)
   int64_t max_tokens = 4096, max_sentences = 0, update_freq = 1;
+  // Every batch split into this many shards of sentences, run at once, each with
+  // threads / workers intra-op threads (0 = one per thread on the CPU, 1 on CUDA).
+  int64_t workers = 0;
   double lr = 5e-4, warmup_init_lr = 1e-7;
   int64_t warmup_updates = 4000;
   double adam_beta1 = 0.9, adam_beta2 = 0.98, adam_eps = 1e-8, weight_decay = 0.0;
