@@ -10,6 +10,7 @@
 #include "thor/ops/dropout.h"
 #include "thor/common/error.h"
 #include "thor/ops/gemm.h"
+#include "thor/ops/simd.h"
 
 namespace {
 
@@ -91,6 +92,19 @@ TEST(Dropout, ReproducibleFromTheGlobalSeedAndFreshEachCall) {
   auto d = thor::dropout(x, 0.3, true);
   at::set_num_threads(1);
   EXPECT_TRUE(torch::equal(a, d));
+}
+
+// The counter hash behaves as independent draws: two calls, and neighbouring elements of
+// one call, are kept together as often as (1 - p)^2 predicts.
+TEST(Dropout, MasksAreIndependentAcrossCallsAndNeighbours) {
+  torch::manual_seed(11);
+  auto x = torch::ones({1 << 20});
+  auto a = thor::dropout(x, 0.3, true).ne(0).to(torch::kDouble);
+  auto b = thor::dropout(x, 0.3, true).ne(0).to(torch::kDouble);
+  const double both = 0.7 * 0.7;  // 1M pairs: sd ~5e-4
+  EXPECT_NEAR((a * b).mean().item<double>(), both, 0.003);
+  EXPECT_NEAR((a.narrow(0, 0, (1 << 20) - 1) * a.narrow(0, 1, (1 << 20) - 1)).mean().item<double>(), both, 0.003);
+  EXPECT_NEAR((a.narrow(0, 0, (1 << 20) - 16) * a.narrow(0, 16, (1 << 20) - 16)).mean().item<double>(), both, 0.003);
 }
 
 TEST(Dropout, FusedResidualAddEqualsAddingTheDroppedTensor) {
@@ -332,6 +346,24 @@ TEST(AttentionKernel, EqualsTheCompositeDefinition) {
   auto z = thor::attention_inference(torch::randn({1, 2, 3, 8}), torch::randn({1, 2, 4, 8}), torch::randn({1, 2, 4, 8}),
                                      all, false);
   EXPECT_EQ(z.abs().sum().item<double>(), 0.0);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Simd, VexpMatchesExpToFloatPrecision) {
+  double worst = 0;
+  for (double x = -87.0; x <= 88.0; x += 0.001) {
+    const float xf = static_cast<float>(x);
+    const double want = std::exp(static_cast<double>(xf));
+    worst = std::max(worst, std::abs(thor::simd::vexp(xf) - want) / want);
+  }
+  EXPECT_LT(worst, 3e-7);
+  // far below the range: a tiny positive number instead of a denormal; exact at 0
+  EXPECT_GT(thor::simd::vexp(-1000.0f), 0.0f);
+  EXPECT_LT(thor::simd::vexp(-1000.0f), 2e-38f);
+  EXPECT_EQ(thor::simd::vexp(0.0f), 1.0f);
 }
 
 }  // namespace

@@ -4,17 +4,57 @@
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "thor/common/runtime.h"
+#include "thor/ops/simd.h"
 
 namespace thor {
 
 namespace {
 
-inline uint64_t splitmix64(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
+using simd::f32x16;
+using simd::kLanes;
+
+// The call's random stream: keep element i when hash32(i) >= threshold (P = 1 - p).
+struct Stream {
+  uint32_t k0 = 0, k1 = 0, threshold = 0;
+  float scale = 1;
+  Stream(uint64_t seed, double p)
+      : k0(static_cast<uint32_t>(seed)),
+        k1(static_cast<uint32_t>(seed >> 32)),
+        threshold(static_cast<uint32_t>(std::min(4294967295.0, std::round(p * 4294967296.0)))),
+        scale(static_cast<float>(1.0 / (1.0 - p))) {}
+  // the key of elements [i, i + 2^32): tensors beyond 2^32 elements get fresh draws
+  uint32_t key1(int64_t i) const { return k1 + static_cast<uint32_t>(static_cast<uint64_t>(i) >> 32) * 0x9E3779B9U; }
+};
+
+// y[i] = keep(i) ? x[i] * scale : 0 (+ r[i] when r), for i in [a, b). Also the backward
+// (x = the incoming gradient, no r): the mask is recomputed from the seed, never stored.
+THOR_VECTOR_CLONES void dropout_range(const Stream& s, const float* x, const float* r, float* y, int64_t a,
+                                      int64_t b) {
+  int64_t i = a;
+  for (; i + kLanes <= b; i += kLanes) {
+    const auto keep = simd::hash32(simd::iota16(static_cast<uint32_t>(i)), s.k0, s.key1(i)) >= s.threshold;
+    f32x16 out = keep ? simd::load16(x + i) * s.scale : f32x16{};
+    if (r) out += simd::load16(r + i);
+    simd::store16(y + i, out);
+  }
+  for (; i < b; ++i) {
+    const bool keep = simd::hash32(static_cast<uint32_t>(i), s.k0, s.key1(i)) >= s.threshold;
+    y[i] = (keep ? x[i] * s.scale : 0.0f) + (r ? r[i] : 0.0f);
+  }
+}
+
+void run_dropout(const Stream& s, const torch::Tensor& x, const torch::Tensor& r, torch::Tensor& y) {
+  const float* xs = x.data_ptr<float>();
+  const float* rs = r.defined() ? r.data_ptr<float>() : nullptr;
+  float* ys = y.data_ptr<float>();
+  // chunks start at multiples of kLanes: every element goes through the vector loop
+  at::parallel_for(0, (x.numel() + kLanes - 1) / kLanes, 1024, [&](int64_t c0, int64_t c1) {
+    dropout_range(s, xs, rs, ys, c0 * kLanes, std::min(c1 * kLanes, x.numel()));
+  });
 }
 
 class Dropout : public torch::autograd::Function<Dropout> {
@@ -25,32 +65,12 @@ class Dropout : public torch::autograd::Function<Dropout> {
     RECORD_FUNCTION("thor::dropout", std::vector<c10::IValue>());
     auto x = x_in.contiguous();
     const bool add = residual_in.numel() > 0;
-    auto residual = add ? residual_in.expand(x.sizes()).contiguous() : residual_in;
+    auto residual = add ? residual_in.expand(x.sizes()).contiguous() : torch::Tensor();
     auto y = torch::empty_like(x);
-    auto mask = torch::empty(x.sizes(), x.options().dtype(torch::kByte));
     const uint64_t seed = runtime::draw_seed();
-    // keep when a 16-bit uniform is >= p * 65536; four uniforms per 64-bit hash
-    const uint32_t threshold = static_cast<uint32_t>(p * 65536.0 + 0.5);
-    const float scale = static_cast<float>(1.0 / (1.0 - p));
-    const float* xs = x.data_ptr<float>();
-    float* ys = y.data_ptr<float>();
-    const float* rs = add ? residual.data_ptr<float>() : nullptr;
-    uint8_t* ms = mask.data_ptr<uint8_t>();
-    const int64_t n = x.numel(), words = (n + 3) / 4;
-    at::parallel_for(0, words, 4096, [&](int64_t w0, int64_t w1) {
-      for (int64_t w = w0; w < w1; ++w) {
-        uint64_t r = splitmix64(seed ^ (static_cast<uint64_t>(w) * 0xd1b54a32d192ed03ULL));
-        for (int64_t j = 0; j < 4; ++j) {
-          int64_t i = w * 4 + j;
-          if (i >= n) break;
-          uint8_t keep = ((r >> (16 * j)) & 0xffff) >= threshold;
-          ms[i] = keep;
-          ys[i] = (keep ? xs[i] * scale : 0.0f) + (rs ? rs[i] : 0.0f);
-        }
-      }
-    });
-    ctx->save_for_backward({mask});
-    ctx->saved_data["scale"] = static_cast<double>(scale);
+    run_dropout(Stream(seed, p), x, residual, y);
+    ctx->saved_data["seed"] = static_cast<int64_t>(seed);
+    ctx->saved_data["p"] = p;
     ctx->saved_data["add"] = add;
     return y;
   }
@@ -58,16 +78,10 @@ class Dropout : public torch::autograd::Function<Dropout> {
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad) {
     RECORD_FUNCTION("thor::dropout_backward", std::vector<c10::IValue>());
-    auto mask = ctx->get_saved_variables()[0];
     auto gy = grad[0].contiguous();
     auto gx = torch::empty_like(gy);
-    const float scale = static_cast<float>(ctx->saved_data["scale"].toDouble());
-    const float* g = gy.data_ptr<float>();
-    const uint8_t* ms = mask.data_ptr<uint8_t>();
-    float* out = gx.data_ptr<float>();
-    at::parallel_for(0, gy.numel(), 16384, [&](int64_t a, int64_t b) {
-      for (int64_t i = a; i < b; ++i) out[i] = ms[i] ? g[i] * scale : 0.0f;
-    });
+    const Stream s(static_cast<uint64_t>(ctx->saved_data["seed"].toInt()), ctx->saved_data["p"].toDouble());
+    run_dropout(s, gy, torch::Tensor(), gx);
     // the residual's gradient is the incoming one (same shape: residuals are never broadcast here)
     return {gx, ctx->saved_data["add"].toBool() ? grad[0] : torch::Tensor(), torch::Tensor()};
   }
