@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
   std::string archs = "transformer_tiny,transformer_iwslt_de_en", systems = "dense,thor2,switch4";
   std::string decode_systems = "dense,thor2";
   std::string train_precisions = "float32,bf16";
-  int warmup = 5, updates = 20, decode_train_updates = 1000, threads = 0, decode_sentences = 0;
+  int warmup = 5, updates = 20, decode_train_updates = 1000, threads = 0, decode_sentences = 0, train_workers = 0;
   bool skip_train = false, skip_decode = false;
   app.add_option("--data", data, "raw corpus dir: {train,valid,test_2016_flickr}.{src,tgt}")->capture_default_str();
   app.add_option("--out", out_dir, "results, prepared data and models")->capture_default_str();
@@ -129,6 +129,8 @@ int main(int argc, char** argv) {
   app.add_option("--updates", updates, "timed updates (medians over these)")->capture_default_str();
   app.add_option("--decode-systems", decode_systems)->capture_default_str();
   app.add_option("--train-precisions", train_precisions, "comma-separated: float32, bf16 (train --precision)")
+      ->capture_default_str();
+  app.add_option("--train-workers", train_workers, "train --workers for the training rows (0 = one per thread)")
       ->capture_default_str();
   app.add_option("--decode-train-updates", decode_train_updates,
                  "updates of the transformer_tiny models trained for decoding (kept in OUT/models)")
@@ -199,7 +201,7 @@ int main(int argc, char** argv) {
           fs::path dir = out / "train" / (arch + "-" + run_name);
           fs::remove_all(dir);
           auto args = train_args(arch, sys, dir, warmup + updates, 1);
-          args.insert(args.end(), {"--precision", precision});
+          args.insert(args.end(), {"--precision", precision, "--workers", std::to_string(train_workers)});
           // one quick validation at the very end only
           args.insert(args.end(), {"--validate-interval-updates", "1000000", "--eval-max-sentences", "5",
                                    "--eval-beam", "1"});
@@ -218,7 +220,9 @@ int main(int argc, char** argv) {
           }
           if (sec.size() < static_cast<size_t>(updates)) throw thor::Error(dir.string() + ": too few logged updates");
           auto s = stats(sec), t = stats(tgt_tok), st = stats(src_tok), g = stats(gflop);
-          train_rows.push_back({{"arch", arch}, {"system", name}, {"precision", precision}, {"updates", sec.size()},
+          train_rows.push_back({{"arch", arch}, {"system", name}, {"precision", precision},
+                                {"workers", train_workers > 0 ? std::to_string(train_workers) : "auto"},
+                                {"updates", sec.size()},
                                 {"s_per_update", s.median}, {"s_per_update_min", s.min}, {"s_per_update_max", s.max},
                                 {"tgt_tok_s", t.median}, {"tgt_tok_s_min", t.min}, {"tgt_tok_s_max", t.max},
                                 {"src_tgt_tok_s", st.median}, {"gflop_s", g.median}, {"peak_rss_mb", r.max_rss_mb}});
@@ -353,12 +357,12 @@ int main(int argc, char** argv) {
        << fmt(report["matmul_gflops_end"].get<double>()) << "); bf16 products (same shape, model path): "
        << fmt(bf16_peak) << " GFLOP/s\n\n";
     if (!train_rows.empty()) {
-      md << "| arch | system | precision | tgt tok/s (min-max) | src+tgt tok/s | s/update | GFLOP/s | of peak "
+      md << "| arch | system | precision | workers | tgt tok/s (min-max) | src+tgt tok/s | s/update | GFLOP/s | of peak "
             "(own precision) | of float32 peak | peak RSS MB |\n"
-         << "|---|---|---|---|---|---|---|---|---|---|\n";
+         << "|---|---|---|---|---|---|---|---|---|---|---|\n";
       for (auto& r : train_rows)
         md << "| " << r["arch"].get<std::string>() << " | " << r["system"].get<std::string>() << " | "
-           << r["precision"].get<std::string>() << " | "
+           << r["precision"].get<std::string>() << " | " << r["workers"].get<std::string>() << " | "
            << fmt(r["tgt_tok_s"]) << " (" << fmt(r["tgt_tok_s_min"]) << "-" << fmt(r["tgt_tok_s_max"]) << ") | "
            << fmt(r["src_tgt_tok_s"]) << " | " << fmt(r["s_per_update"], 3) << " | " << fmt(r["gflop_s"]) << " | "
            << fmt(100.0 * r["fraction_of_peak"].get<double>()) << "% | "
