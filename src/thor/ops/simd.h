@@ -47,43 +47,37 @@ THOR_SIMD_INLINE float hmax16(f32x16 v) {
   return m;
 }
 
-// e^x (Cephes' expf: Cody-Waite range reduction, degree-6 polynomial; relative error below
-// 2e-7 for x in [-87, 88]). Clamped to that range: tiny inputs give ~1e-38 instead of 0,
-// never a denormal. n = round(x / ln 2) is taken as trunc(x / ln 2 + 127.5) - 127, positive
-// before the truncation over the clamped range.
-THOR_SIMD_INLINE f32x16 vexp(f32x16 x) {
-  x = x < -87.0f ? splat16(-87.0f) : x;
-  x = x > 88.0f ? splat16(88.0f) : x;
-  const i32x16 k = __builtin_convertvector(x * 1.44269504088896341f + 127.5f, i32x16);
-  const f32x16 n = __builtin_convertvector(k - 127, f32x16);
-  const f32x16 r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  f32x16 p = splat16(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const f32x16 y = p * r * r + r + 1.0f;
-  return y * (f32x16)(k << 23);  // * 2^n (a vector cast reinterprets the bits)
+// Conversions the one exp below needs, for a vector and for one float.
+THOR_SIMD_INLINE i32x16 trunc_to_int(f32x16 x) { return __builtin_convertvector(x, i32x16); }
+THOR_SIMD_INLINE int32_t trunc_to_int(float x) { return static_cast<int32_t>(x); }
+THOR_SIMD_INLINE f32x16 to_float(i32x16 k) { return __builtin_convertvector(k, f32x16); }
+THOR_SIMD_INLINE float to_float(int32_t k) { return static_cast<float>(k); }
+THOR_SIMD_INLINE f32x16 bits_to_float(i32x16 k) { return (f32x16)k; }  // a vector cast keeps the bits
+THOR_SIMD_INLINE float bits_to_float(int32_t k) {
+  float f;
+  std::memcpy(&f, &k, sizeof f);
+  return f;
 }
 
-// The same for one float (loop tails), identical results.
-inline float vexp(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-  const int32_t k = static_cast<int32_t>(x * 1.44269504088896341f + 127.5f);
-  const float n = static_cast<float>(k - 127);
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
+// e^x for 16 floats or one (loop tails; identical results). Cephes' expf: Cody-Waite range
+// reduction, degree-6 polynomial, relative error below 3e-7 for x in [-87, 88]. Clamped to
+// that range: tiny inputs give ~1e-38 instead of 0, never a denormal. n = round(x / ln 2) is
+// taken as trunc(x / ln 2 + 127.5) - 127, positive before the truncation over the range.
+template <class F>
+THOR_SIMD_INLINE F vexp(F x) {
+  x = x < -87.0f ? F{} - 87.0f : x;
+  x = x > 88.0f ? F{} + 88.0f : x;
+  const auto k = trunc_to_int(x * 1.44269504088896341f + 127.5f);
+  const F n = to_float(k - 127);
+  const F r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  F p = F{} + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  const float y = p * r * r + r + 1.0f;
-  const int32_t bits = k << 23;  // 2^n
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return y * scale;
+  const F y = p * r * r + r + 1.0f;
+  return y * bits_to_float(k << 23);  // * 2^n
 }
 
 // A 32-bit counter hash (two rounds of Wellons' lowbias32 under a 64-bit key k0, k1): the
