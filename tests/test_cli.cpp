@@ -110,10 +110,11 @@ TEST(Cli, ThorTrainTranslateSelectAndExport) {
   auto t = run("train " + (dir / "data").string() +
                    " --encoder-embed-dim 32 --ffn-dim 64 --encoder-layers 2 --decoder-layers 2"
                    " --num-experts 2 --router thor --consistency-alpha 1 --max-tokens 400 --max-update 6"
-                   " --log-interval 3 --eval-beam 2 --no-progress --save-dir " + (dir / "ck").string(),
+                   " --log-interval 3 --eval-beam 2 --no-progress --workers 2 --save-dir " + (dir / "ck").string(),
                dir);
   ASSERT_EQ(t.code, 0) << t.err;
   EXPECT_NE(t.err.find("two stochastic passes"), std::string::npos) << t.err;
+  EXPECT_NE(t.err.find("2 workers"), std::string::npos) << t.err;
   EXPECT_NE(t.err.find("[experts] load | encoder.0"), std::string::npos) << t.err;
   auto log = thor::testing::read_file(dir / "ck" / "train_log.jsonl");
   auto j = nlohmann::json::parse(log.front());
@@ -168,6 +169,9 @@ TEST(Cli, BadInputGivesOneClearErrorLine) {
   auto pt = run("train " + (dir / "data").string() + " --precision int8 --device cpu", dir);
   EXPECT_EQ(pt.code, 1);
   EXPECT_NE(pt.err.find("thor: error: --precision int8 is for inference"), std::string::npos) << pt.err;
+  auto w = run("train " + (dir / "data").string() + " --workers -1", dir);
+  EXPECT_EQ(w.code, 1);
+  EXPECT_NE(w.err.find("thor: error: --workers must be >= 0"), std::string::npos) << w.err;
 }
 
 }  // namespace

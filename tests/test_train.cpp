@@ -69,11 +69,17 @@ TEST(Checkpoint, SaveLoadGivesIdenticalOutputs) {
 TEST(Checkpoint, ResumeEqualsUninterruptedTraining) {
   auto straight = thor::testing::temp_dir("ckpt_straight");
   auto resumed = thor::testing::temp_dir("ckpt_resumed");
+  // two workers: their per-batch dropout seeds come from the checkpointed global RNG
+  auto train_opt = [](const fs::path& save, int64_t max_update) {
+    auto o = tiny_train(save, max_update);
+    o.workers = 2;
+    return o;
+  };
   torch::manual_seed(123);
-  thor::train(tiny_train(straight, 6), tiny_model());
+  thor::train(train_opt(straight, 6), tiny_model());
   torch::manual_seed(123);
-  thor::train(tiny_train(resumed, 3), tiny_model());
-  auto opt = tiny_train(resumed, 6);
+  thor::train(train_opt(resumed, 3), tiny_model());
+  auto opt = train_opt(resumed, 6);
   opt.resume = true;
   torch::manual_seed(999);  // resume must not depend on the caller's RNG
   thor::train(opt, tiny_model());
