@@ -100,6 +100,25 @@ TEST(Optim, InverseSqrtSchedule) {
   EXPECT_NEAR(s.at(400), 1e-3 * std::sqrt(100.0 / 400.0), 1e-12);
 }
 
+// As fairseq: after zero_grad a parameter no backward reached (an expert nobody drew) keeps
+// its value and its Adam state — no step with a zero gradient, no weight decay.
+TEST(Optim, ParameterWithoutGradientIsLeftAlone) {
+  auto used = torch::tensor({1.0f}).requires_grad_(true), unused = torch::tensor({2.0f}).requires_grad_(true);
+  thor::Adam adam({used, unused}, {0.9, 0.98, 1e-8, 0.01});
+  used.mutable_grad() = torch::tensor({0.5f});
+  unused.mutable_grad() = torch::tensor({0.5f});
+  adam.step(0.1);  // both move once, both have momentum
+  const float unused_after = unused.item<float>();
+  adam.zero_grad();
+  EXPECT_FALSE(used.grad().defined());
+  EXPECT_FALSE(unused.grad().defined());
+  used.mutable_grad() = torch::tensor({0.5f});
+  const float used_before = used.item<float>();
+  adam.step(0.1);
+  EXPECT_EQ(unused.item<float>(), unused_after);
+  EXPECT_NE(used.item<float>(), used_before);
+}
+
 TEST(Optim, AdamMatchesFormulaWithDecoupledWeightDecay) {
   auto p = torch::tensor({1.0f, -2.0f}).requires_grad_(true);
   thor::Adam adam({p}, {0.9, 0.98, 1e-8, 0.01});

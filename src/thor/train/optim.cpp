@@ -15,8 +15,7 @@ Adam::Adam(std::vector<torch::Tensor> params, AdamOptions opt) : params_(std::mo
 }
 
 void Adam::zero_grad() {
-  for (auto& p : params_)
-    if (p.grad().defined()) p.mutable_grad().zero_();
+  for (auto& p : params_) p.mutable_grad() = torch::Tensor();
 }
 
 void Adam::step(double lr) {

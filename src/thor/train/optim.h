@@ -16,6 +16,10 @@ class Adam {
  public:
   Adam(std::vector<torch::Tensor> params, AdamOptions opt);
   void step(double lr);  // one update from the accumulated .grad
+  // Drops the gradients, as fairseq's zero_grad (grad = None): a parameter that no batch of
+  // the next update reaches (an expert no pass drew) then gets no step at all — no momentum,
+  // no weight decay — instead of a step with a zero gradient; and the next update's first
+  // gradient is stored, not added to zeros.
   void zero_grad();
   int64_t steps() const { return steps_; }
   void save(torch::serialize::OutputArchive& ar) const;
