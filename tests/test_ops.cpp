@@ -1,6 +1,7 @@
 // The model's matrix products (oneDNN sgemm when present) against LibTorch's linear and
 // addmm (outputs and the gradients of input, weight and bias); dropout against its definition.
 #include <functional>
+#include <limits>
 
 #include <gtest/gtest.h>
 
@@ -364,6 +365,36 @@ TEST(Simd, VexpMatchesExpToFloatPrecision) {
   EXPECT_GT(thor::simd::vexp(-1000.0f), 0.0f);
   EXPECT_LT(thor::simd::vexp(-1000.0f), 2e-38f);
   EXPECT_EQ(thor::simd::vexp(0.0f), 1.0f);
+}
+
+}  // namespace
+
+namespace {
+
+// The bf16 backward's one pass over a gradient: the same bits as LibTorch's conversion (ties,
+// infinities, subnormals included; NaN stays NaN) and the column sums of the unrounded values.
+TEST(Gemm, Bf16CopyWithColumnSumsEqualsConversionAndSum) {
+  torch::manual_seed(12);
+  const int64_t M = 531, N = 37;  // neither a multiple of the row block nor of a vector
+  auto g = torch::randn({M, N}) * 3;
+  auto flat = g.view({-1});
+  const float special[] = {0.0f, -0.0f, 1.0f + 1.0f / 256.0f, 1.0f + 3.0f / 256.0f,  // ties to even
+                           std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                           std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::denorm_min(),
+                           3.0e38f, -1.0e-40f};
+  for (size_t i = 0; i < sizeof special / sizeof special[0]; ++i) flat[static_cast<int64_t>(7 * i + 100)] = special[i];
+  auto [b16, sums] = thor::bf16_with_column_sums(g);
+  auto want = g.to(torch::kBFloat16);
+  ASSERT_EQ(b16.scalar_type(), torch::kBFloat16);
+  auto bits = [](const torch::Tensor& t) { return t.contiguous().view(torch::kShort); };
+  // NaN stays NaN (its payload differs between LibTorch's scalar and vector conversions)
+  auto nan = torch::isnan(g);
+  EXPECT_TRUE(torch::equal(torch::isnan(b16.to(torch::kFloat)), nan));
+  EXPECT_TRUE(torch::equal(bits(b16).masked_select(nan.logical_not()), bits(want).masked_select(nan.logical_not())));
+  // sums: columns without the specials against float64
+  auto finite = torch::isfinite(g).all(0);
+  auto ref = g.to(torch::kDouble).sum(0).to(torch::kFloat);
+  thor::testing::expect_close(sums.masked_select(finite), ref.masked_select(finite), 1e-5, 1e-4);
 }
 
 }  // namespace

@@ -145,6 +145,27 @@ void sgemm(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c, boo
 
 torch::Tensor to_bf16(const torch::Tensor& t) { return prepare(t.to(torch::kBFloat16)); }
 
+// Rows [m0, m1) of g [M, N]: their bf16 bits to out, and per column their sum (from the
+// unrounded values) added to acc.
+THOR_VECTOR_CLONES void bf16_rows_and_sums(const float* g, int64_t N, int64_t m0, int64_t m1, uint16_t* out,
+                                           float* acc) {
+  for (int64_t m = m0; m < m1; ++m) {
+    const float* row = g + m * N;
+    uint16_t* o = out + m * N;
+    int64_t n = 0;
+    for (; n + simd::kLanes <= N; n += simd::kLanes) {
+      const auto x = simd::load16(row + n);
+      simd::store16(acc + n, simd::load16(acc + n) + x);
+      const auto b = simd::bf16_bits(x);
+      std::memcpy(o + n, &b, sizeof b);
+    }
+    for (; n < N; ++n) {
+      acc[n] += row[n];
+      o[n] = simd::bf16_bits(row[n]);
+    }
+  }
+}
+
 // y [M, N] float32 = a op_w + bias (bias: [N], or empty for none), a and op_w of one type
 // (float32 or bf16): the bias is written first and the product accumulates onto it.
 torch::Tensor biased_product(const torch::Tensor& a, const torch::Tensor& op_w, const torch::Tensor& bias,
@@ -327,9 +348,17 @@ class Gemm : public torch::autograd::Function<Gemm> {
     auto x = saved[0], w = saved[1];
     bool w_out_in = ctx->saved_data["w_out_in"].toBool();
     auto gy = grad[0].contiguous();
-    auto gy_op = x.scalar_type() == torch::kBFloat16 ? to_bf16(gy) : gy;
+    const bool bias_grad = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2);
+    torch::Tensor gy_op = gy, gx, gw, gb;
+    if (x.scalar_type() == torch::kBFloat16) {
+      // one pass over the gradient: its bf16 copy for the products and the bias gradient
+      auto [b16, sums] = bf16_with_column_sums(gy);
+      gy_op = b16;
+      if (bias_grad) gb = sums;
+    } else if (bias_grad) {
+      gb = gy.sum(0);
+    }
     auto f32 = gy.options();
-    torch::Tensor gx, gw, gb;
     if (ctx->needs_input_grad(0)) {  // gx = gy op(W)^T
       gx = torch::empty(x.sizes(), f32);
       sgemm(gy_op, w_out_in ? w : w.t(), gx);
@@ -341,7 +370,6 @@ class Gemm : public torch::autograd::Function<Gemm> {
       else
         sgemm(x.t(), gy_op, gw);
     }
-    if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)) gb = gy.sum(0);
     return {gx, gw, gb, torch::Tensor(), torch::Tensor()};
   }
 };
@@ -480,6 +508,34 @@ Precision use_precision(const std::string& name, const torch::Device& device, bo
 }
 
 int64_t low_precision_cache_bytes() { return weight_cache().bytes(); }
+
+std::pair<torch::Tensor, torch::Tensor> bf16_with_column_sums(const torch::Tensor& g_in) {
+  TORCH_CHECK(g_in.dim() == 2 && g_in.scalar_type() == torch::kFloat && g_in.device().is_cpu(),
+              "bf16_with_column_sums: expected a float32 CPU matrix");
+  auto g = g_in.contiguous();
+  const int64_t M = g.size(0), N = g.size(1);
+  auto out = torch::empty({M, N}, g.options().dtype(torch::kBFloat16));
+  auto sums = torch::zeros({N}, g.options().dtype(torch::kDouble));
+  const float* pg = g.data_ptr<float>();
+  auto* po = reinterpret_cast<uint16_t*>(out.data_ptr<c10::BFloat16>());
+  double* ps = sums.data_ptr<double>();
+  // blocks of rows summed in float32, blocks added in float64; threads take blocks
+  constexpr int64_t kBlock = 256;
+  const int64_t blocks = (M + kBlock - 1) / kBlock;
+  std::mutex mu;
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<float> acc(static_cast<size_t>(N));
+    std::vector<double> part(static_cast<size_t>(N), 0.0);
+    for (int64_t b = b0; b < b1; ++b) {
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      bf16_rows_and_sums(pg, N, b * kBlock, std::min(M, (b + 1) * kBlock), po, acc.data());
+      for (int64_t n = 0; n < N; ++n) part[static_cast<size_t>(n)] += acc[static_cast<size_t>(n)];
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    for (int64_t n = 0; n < N; ++n) ps[n] += part[static_cast<size_t>(n)];
+  });
+  return {out, sums.to(torch::kFloat)};
+}
 
 PrecisionGuard::PrecisionGuard(Precision p) : saved_(matmul_precision()) { set_matmul_precision(p); }
 PrecisionGuard::~PrecisionGuard() { g_precision.store(saved_); }

@@ -6,6 +6,7 @@
 // (CUDA, half precision, no oneDNN, THOR_GEMM=aten) takes at::linear / at::addmm.
 #pragma once
 #include <string>
+#include <utility>
 
 #include <torch/torch.h>
 
@@ -44,6 +45,11 @@ bool cpu_has_native_bf16();  // AVX512-BF16: without it oneDNN emulates bf16 (sl
 // The --precision option: parses, checks (int8 only when !training, low precisions only on
 // the CPU), sets it process-wide and warns when bf16 would be emulated. Throws thor::Error.
 Precision use_precision(const std::string& name, const torch::Device& device, bool training);
+
+// g [M, N] float32 -> (its bfloat16 copy, rounded as .to(kBFloat16), and its column sums
+// [N] float32 from the unrounded values): one pass where the bf16 backward needed a
+// conversion and a separate sum for the bias gradient.
+std::pair<torch::Tensor, torch::Tensor> bf16_with_column_sums(const torch::Tensor& g);
 
 // Bytes held by the cache of converted weights (bounded; one entry per weight view).
 int64_t low_precision_cache_bytes();

@@ -19,6 +19,7 @@ constexpr int kLanes = 16;
 using f32x16 = float __attribute__((vector_size(64)));
 using i32x16 = int32_t __attribute__((vector_size(64)));
 using u32x16 = uint32_t __attribute__((vector_size(64)));
+using u16x16 = uint16_t __attribute__((vector_size(32)));
 
 #define THOR_SIMD_INLINE static inline __attribute__((always_inline))
 // Functions taking or returning these types are always inlined into one clone: no call
@@ -97,6 +98,20 @@ THOR_SIMD_INLINE U hash32(U x, uint32_t k0, uint32_t k1) {
   x *= 0x846ca68bU;
   x ^= x >> 16;
   return x;
+}
+
+// bfloat16 bits of floats, rounded to nearest even as c10::BFloat16 rounds, NaN to the
+// quiet NaN 0x7fc0, for 16 floats or one.
+THOR_SIMD_INLINE u16x16 bf16_bits(f32x16 x) {
+  const u32x16 u = (u32x16)x;
+  const u32x16 r = (u + 0x7fffU + ((u >> 16) & 1U)) >> 16;
+  return __builtin_convertvector(x != x ? u32x16{} + 0x7fc0U : r, u16x16);
+}
+THOR_SIMD_INLINE uint16_t bf16_bits(float x) {
+  if (x != x) return 0x7fc0;
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return static_cast<uint16_t>((u + 0x7fffU + ((u >> 16) & 1U)) >> 16);
 }
 
 }  // namespace thor::simd
