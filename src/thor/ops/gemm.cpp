@@ -515,26 +515,26 @@ std::pair<torch::Tensor, torch::Tensor> bf16_with_column_sums(const torch::Tenso
   auto g = g_in.contiguous();
   const int64_t M = g.size(0), N = g.size(1);
   auto out = torch::empty({M, N}, g.options().dtype(torch::kBFloat16));
-  auto sums = torch::zeros({N}, g.options().dtype(torch::kDouble));
   const float* pg = g.data_ptr<float>();
   auto* po = reinterpret_cast<uint16_t*>(out.data_ptr<c10::BFloat16>());
-  double* ps = sums.data_ptr<double>();
-  // blocks of rows summed in float32, blocks added in float64; threads take blocks
+  // blocks of rows summed in float32 (threads take blocks), then the blocks in float64 in
+  // block order: the same sums for any number of threads
   constexpr int64_t kBlock = 256;
   const int64_t blocks = (M + kBlock - 1) / kBlock;
-  std::mutex mu;
+  auto part = torch::zeros({blocks, N}, g.options());
+  float* pp = part.data_ptr<float>();
   at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<float> acc(static_cast<size_t>(N));
-    std::vector<double> part(static_cast<size_t>(N), 0.0);
-    for (int64_t b = b0; b < b1; ++b) {
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      bf16_rows_and_sums(pg, N, b * kBlock, std::min(M, (b + 1) * kBlock), po, acc.data());
-      for (int64_t n = 0; n < N; ++n) part[static_cast<size_t>(n)] += acc[static_cast<size_t>(n)];
-    }
-    std::lock_guard<std::mutex> lock(mu);
-    for (int64_t n = 0; n < N; ++n) ps[n] += part[static_cast<size_t>(n)];
+    for (int64_t b = b0; b < b1; ++b)
+      bf16_rows_and_sums(pg, N, b * kBlock, std::min(M, (b + 1) * kBlock), po, pp + b * N);
   });
-  return {out, sums.to(torch::kFloat)};
+  auto sums = torch::empty({N}, g.options());
+  float* ps = sums.data_ptr<float>();
+  for (int64_t n = 0; n < N; ++n) {
+    double t = 0;
+    for (int64_t b = 0; b < blocks; ++b) t += pp[b * N + n];
+    ps[n] = static_cast<float>(t);
+  }
+  return {out, sums};
 }
 
 PrecisionGuard::PrecisionGuard(Precision p) : saved_(matmul_precision()) { set_matmul_precision(p); }
