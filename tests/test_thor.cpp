@@ -230,6 +230,11 @@ TEST(Thor, TranslationIsTheSameForAnyNumberOfWorkers) {
   EXPECT_EQ(texts(3, 5), one);
   EXPECT_EQ(texts(1, 5), one);  // and not the global generator's state either
   EXPECT_NE(texts(1, 6), one);  // the draws matter: another seed, other experts, other outputs
+  // Token-level draws (at every step) come from the batch's generator too.
+  m->set_expert_select(thor::ExpertSelect::Token);
+  auto token = texts(1, 5);
+  EXPECT_EQ(texts(3, 5), token);
+  m->set_expert_select(thor::ExpertSelect::Sentence);
   // A dense model: workers only change the schedule.
   auto dcfg = thor::testing::small_model_config(16, 2, 0.0);
   dcfg.vocab_size = vocab.size();

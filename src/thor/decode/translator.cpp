@@ -41,9 +41,10 @@ std::vector<std::vector<Translation>> translate_lines(Transformer& model, const 
   const auto num_batches = static_cast<int64_t>((order.size() + static_cast<size_t>(opt.batch_size) - 1) /
                                                  static_cast<size_t>(opt.batch_size));
   int64_t workers = opt.workers > 0 ? opt.workers : (device.is_cpu() ? at::get_num_threads() : 1);
-  // Token-level draws come from the global generator at every step: their order, and so the
-  // output, would depend on scheduling.
-  if (model->stochastic_experts() && model->expert_select() == ExpertSelect::Token) workers = 1;
+  // Random expert draws come from the batch's own generator (below), except on other devices,
+  // where token-level draws use the device's global generator at every step: their order, and
+  // so the output, would depend on scheduling.
+  if (!device.is_cpu() && model->stochastic_experts() && model->expert_select() == ExpertSelect::Token) workers = 1;
   workers = std::max<int64_t>(1, std::min(workers, num_batches));
 
   std::vector<std::vector<Translation>> out(lines.size());
@@ -53,7 +54,9 @@ std::vector<std::vector<Translation>> translate_lines(Transformer& model, const 
     std::vector<std::vector<int>> batch;
     for (size_t j = start; j < end; ++j) batch.push_back(ids[order[j]]);
     auto src = pad_sources(batch, cfg.pad_id, cfg.eos_id).to(device);
-    step_model.set_generator(at::detail::createCPUGenerator(opt.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(b)));
+    // every random draw of this batch (sentence- or token-level experts) from its own generator:
+    // outputs do not depend on the number of workers
+    runtime::GeneratorScope rng(at::detail::createCPUGenerator(opt.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(b)));
     auto hyps = beam_search(step_model, src, so);
     for (size_t j = start; j < end; ++j) {
       auto& dst = out[order[j]];

@@ -16,10 +16,8 @@ class TransformerStepModel : public StepModel {
   // shortlist (optional, not owned): each batch scores only its source tokens' candidates.
   explicit TransformerStepModel(Transformer model, const Shortlist* shortlist = nullptr)
       : model_(std::move(model)), shortlist_(shortlist) {}
-  // The next batch's sentence-level expert draws come from this generator (default: global).
-  void set_generator(c10::optional<at::Generator> gen) { gen_ = std::move(gen); }
   DecoderState start(const torch::Tensor& src) override {
-    auto st = model_->init_state(src, gen_);
+    auto st = model_->init_state(src);
     if (shortlist_) {
       const auto& c = model_->config();
       model_->restrict_output(st, shortlist_->select(src, {c.eos_id, c.unk_id}));
@@ -33,7 +31,6 @@ class TransformerStepModel : public StepModel {
  private:
   Transformer model_;
   const Shortlist* shortlist_;
-  c10::optional<at::Generator> gen_;
 };
 
 struct TranslateOptions {

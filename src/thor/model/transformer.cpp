@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "thor/common/runtime.h"
 #include "thor/ops/dropout.h"
 #include "thor/ops/gemm.h"
 
@@ -216,7 +217,7 @@ std::vector<std::string> TransformerImpl::expert_layer_names() const {
   return out;
 }
 
-DecoderState TransformerImpl::init_state(const torch::Tensor& src, c10::optional<at::Generator> gen) {
+DecoderState TransformerImpl::init_state(const torch::Tensor& src) {
   DecoderState st;
   // Sentence-level stochastic experts: one draw per sentence and expert layer, kept in the
   // state so every decoding step and every beam of that sentence uses the same experts
@@ -224,7 +225,7 @@ DecoderState TransformerImpl::init_state(const torch::Tensor& src, c10::optional
   // workers share the model, each batch has its own draws.
   RoutingContext ctx = ctx_;
   if (stochastic_experts_ && !is_training() && ctx.select == ExpertSelect::Sentence) {
-    ctx.row_experts = torch::randint(cfg_.num_experts, {src.size(0), num_expert_layers_}, gen,
+    ctx.row_experts = torch::randint(cfg_.num_experts, {src.size(0), num_expert_layers_}, runtime::thread_generator(),
                                      torch::TensorOptions().dtype(torch::kLong))
                           .to(src.device());
     st.sentences["row_experts"] = ctx.row_experts;

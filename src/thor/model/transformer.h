@@ -71,8 +71,8 @@ class TransformerImpl : public torch::nn::Module {
 
   // Incremental decoding: encoder runs once here; cross-attention keys/values are
   // projected once; self-attention keys/values are cached per layer.
-  // gen: the generator of sentence-level expert draws (default: the global one).
-  DecoderState init_state(const torch::Tensor& src, c10::optional<at::Generator> gen = c10::nullopt);
+  // Sentence-level expert draws come from runtime::thread_generator() (default: the global one).
+  DecoderState init_state(const torch::Tensor& src);
   // last [N] tokens at position `step` -> logits [N, V], or [N, V'] over state.vocab
   torch::Tensor step(const torch::Tensor& last, int64_t step, DecoderState& state);
   // Scores only the token ids `vocab` (sorted, int64 [V']) in this state's steps: their
