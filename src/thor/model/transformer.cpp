@@ -195,8 +195,8 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& src, const torch::Te
 std::vector<std::vector<int64_t>> TransformerImpl::draw_group_experts(int64_t groups) const {
   std::vector<std::vector<int64_t>> out;
   for (const auto& layer : expert_layers_) {
-    if (!layer->router || !layer->router->stochastic()) return {};
-    auto draw = layer->router->draw_groups(groups);
+    if (!layer->router) return {};
+    auto draw = layer->router->draw_groups(groups);  // {} unless a random draw per group
     if (draw.empty()) return {};
     out.push_back(std::move(draw));
   }
