@@ -21,19 +21,21 @@ thor="$root/build/thor"
 
 # fairseq copy with its compiled extensions: batching (Cython) and BLEU (C, for generate)
 fs="$out/fairseq"
-if [ ! -f "$fs/.built" ]; then
+if [ ! -f "$fs/.copied" ]; then
   rm -rf "$fs" && mkdir -p "$fs"
   (cd "$fairseq_src" && tar --exclude=.git -cf - .) | tar -xf - -C "$fs"
-  inc="$($py-config --includes) -I$($py -c 'import numpy; print(numpy.get_include())')"
-  suffix=$($py-config --extension-suffix)
-  for m in data_utils_fast token_block_utils_fast; do
-    cython3 -3 --cplus "$fs/fairseq/data/$m.pyx" -o "$fs/fairseq/data/$m.cpp"
-    g++ -O2 -shared -fPIC $inc -w "$fs/fairseq/data/$m.cpp" -o "$fs/fairseq/data/$m$suffix"
-  done
+  touch "$fs/.copied"
+fi
+inc="$($py-config --includes) -I$($py -c 'import numpy; print(numpy.get_include())')"
+suffix=$($py-config --extension-suffix)
+for m in data_utils_fast token_block_utils_fast; do
+  [ -f "$fs/fairseq/data/$m$suffix" ] && continue
+  cython3 -3 --cplus "$fs/fairseq/data/$m.pyx" -o "$fs/fairseq/data/$m.cpp"
+  g++ -O2 -shared -fPIC $inc -w "$fs/fairseq/data/$m.cpp" -o "$fs/fairseq/data/$m$suffix"
+done
+[ -f "$fs/fairseq/libbleu$suffix" ] ||
   g++ -O2 -shared -fPIC $inc -w "$fs/fairseq/clib/libbleu/libbleu.cpp" "$fs/fairseq/clib/libbleu/module.cpp" \
     -o "$fs/fairseq/libbleu$suffix"
-  touch "$fs/.built"
-fi
 
 fairseq_cli() {  # MODULE ARGS... : a fairseq entry point under Debian 12's Python
   PYTHONPATH="$here/shims:$fs" $py "$here/shims/fairseq_compat.py" "$@"

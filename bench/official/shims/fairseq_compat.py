@@ -6,10 +6,11 @@ Three incompatibilities, each patched without changing what fairseq computes:
 - Python 3.11 rejects unhashable dataclass instances as field defaults; fairseq's configs
   use them. Such a default's class is given object.__hash__ before the check.
 - NumPy 1.24 removed np.float / np.int / ... aliases; they are restored to the same types.
-- omegaconf 2.2 renamed the function fairseq patches to store argparse Namespaces in a
-  DictConfig (is_primitive_type -> is_primitive_type_annotation).
+- omegaconf 2.2 dropped the function fairseq patches to store argparse Namespaces in a
+  DictConfig (is_primitive_type); objects are allowed by a config flag instead.
 """
 import dataclasses
+import inspect
 import runpy
 import sys
 
@@ -31,21 +32,22 @@ import numpy as np  # noqa: E402
 
 np.float, np.int, np.bool, np.object, np.long = float, int, bool, object, int
 
+from omegaconf import OmegaConf  # noqa: E402
 from omegaconf import _utils as _omegaconf_utils  # noqa: E402
 
-
-class _NoObjectCheck:
-    def __enter__(self):
-        self.saved = _omegaconf_utils.is_primitive_type_annotation
-        _omegaconf_utils.is_primitive_type_annotation = lambda _: True
-
-    def __exit__(self, *exc):
-        _omegaconf_utils.is_primitive_type_annotation = self.saved
+# fairseq swaps _utils.is_primitive_type for "always primitive" around the places where it
+# stores argparse Namespaces in a config; omegaconf 2.2 has no such function (the check is
+# the allow_objects flag), so the name is provided and every config allows objects.
+_omegaconf_utils.is_primitive_type = _omegaconf_utils.is_primitive_type_annotation
+_create = OmegaConf.create
+_no_object = inspect.signature(_create).parameters["obj"].default
 
 
-import fairseq.dataclass.utils as _fairseq_dc_utils  # noqa: E402
+def _create_allowing_objects(obj=_no_object, parent=None, flags=None):
+    return _create(obj, parent, {"allow_objects": True, **(flags or {})})
 
-_fairseq_dc_utils.omegaconf_no_object_check = _NoObjectCheck
+
+OmegaConf.create = staticmethod(_create_allowing_objects)
 
 module = sys.argv[1]
 sys.argv = [module] + sys.argv[2:]
