@@ -13,15 +13,11 @@
 # same data the same way). Training the fairseq model takes ~25 minutes, a thor one ~15.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-[ $# -ge 2 ] || { echo "usage: bench/official/decode.sh FAIRSEQ_DIR THOR_OFFICIAL_DIR [DATA_DIR] [OUT_DIR] [ROUNDS] [THOR_MODEL]" >&2; exit 2; }
-fairseq_src=$(cd "$1" && pwd)
-official=$(cd "$2" && pwd)
-data=${3:-$root/../shared/data/multi30k}
-out=${4:-$root/bench/results/official}
-rounds=${5:-2}
+usage="bench/official/decode.sh FAIRSEQ_DIR THOR_OFFICIAL_DIR [DATA_DIR] [OUT_DIR] [ROUNDS] [THOR_MODEL]"
 thor_model=${6:-}
+# before setup.sh builds anything
 [ -z "$thor_model" ] || [ -f "$thor_model" ] || { echo "bench/official: THOR_MODEL $thor_model: no such file" >&2; exit 1; }
-source "$root/bench/official/setup.sh"
+source "$root/bench/official/setup.sh" "$@"
 
 recipe=(--share-all-embeddings --dropout 0.3 --lr 1e-3 --warmup-updates 200 --weight-decay 1e-4 --max-tokens 4096
         --max-update 1000 --log-interval 50)

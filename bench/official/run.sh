@@ -23,15 +23,10 @@
 # on 2 cores.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-[ $# -ge 2 ] || { echo "usage: bench/official/run.sh FAIRSEQ_DIR THOR_OFFICIAL_DIR [DATA_DIR] [OUT_DIR] [ROUNDS] [UPDATES]" >&2; exit 2; }
-fairseq_src=$(cd "$1" && pwd)
-official=$(cd "$2" && pwd)
-data=${3:-$root/../shared/data/multi30k}
-out=${4:-$root/bench/results/official}
-rounds=${5:-2}
+usage="bench/official/run.sh FAIRSEQ_DIR THOR_OFFICIAL_DIR [DATA_DIR] [OUT_DIR] [ROUNDS] [UPDATES]"
 updates=${6:-25}
 warm=5
-source "$root/bench/official/setup.sh"
+source "$root/bench/official/setup.sh" "$@"
 
 common=(--share-all-embeddings --dropout 0.3 --lr 1e-3 --warmup-updates 4000 --weight-decay 1e-4 --max-tokens 4096
         --max-update $((warm + updates)) --log-interval 1)

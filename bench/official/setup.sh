@@ -1,11 +1,20 @@
-# Sourced by bench/official/run.sh and decode.sh: checks the inputs, builds thor, copies
-# fairseq to OUT/fairseq with its compiled extensions, prepares the same data for both
-# systems, and sets the environment both are measured in. Expects: root, fairseq_src,
-# official, data, out. Sets: py, thor, fs, prepared, here, and the functions fairseq_cli
-# and fail.
+# Sourced by bench/official/run.sh and decode.sh with their arguments
+#   FAIRSEQ_DIR THOR_OFFICIAL_DIR [DATA_DIR] [OUT_DIR] [ROUNDS] [...]
+# (the sixth is the script's own): checks the inputs, builds thor, copies fairseq to
+# OUT/fairseq with its compiled extensions, prepares the same data for both systems, and sets
+# the environment both are measured in. Expects: root, usage. Sets: fairseq_src, official,
+# data, out, rounds, py, thor, fs, prepared, here, tiny, and the functions fairseq_cli and fail.
 here="$root/bench/official"
 py=/usr/bin/python3
 fail() { echo "bench/official: $*" >&2; exit 1; }
+[ $# -ge 2 ] || { echo "usage: $usage" >&2; exit 2; }
+[ -d "$1" ] || fail "FAIRSEQ_DIR $1: no such directory"
+[ -d "$2" ] || fail "THOR_OFFICIAL_DIR $2: no such directory"
+fairseq_src=$(cd "$1" && pwd)
+official=$(cd "$2" && pwd)
+data=${3:-$root/../shared/data/multi30k}
+out=${4:-$root/bench/results/official}
+rounds=${5:-2}
 
 [ -f "$fairseq_src/fairseq/models/transformer.py" ] ||
   fail "$fairseq_src/fairseq/models/transformer.py missing: FAIRSEQ_DIR must be fairseq at 597a8fc5 (before the July 2021 transformer split)"

@@ -5,7 +5,6 @@ the warm-up, pooled over the rounds. Writes OUT/official.json and OUT/official.m
     python3 summarize.py OUT WARMUP ROUNDS
     python3 summarize.py decode OUT ROUNDS
 """
-import glob
 import json
 import os
 import re
@@ -87,10 +86,10 @@ def decode_main(out, rounds):
                 tag = f"beam5-batch{batch}-r{r}"
                 runs.append(read_decode(f"{dec}/{stem}-{tag}.{'out' if stem == 'fairseq' else 'log'}", line))
             med = {k: statistics.median(x[k] for x in runs) for k in runs[0]}
-            score = glob.glob(f"{dec}/{stem}-beam5-batch{batch}-r1.out.score")
+            score = f"{dec}/{stem}-beam5-batch{batch}-r1.out.score"
             bleu = None
-            if score:
-                with open(score[0]) as f:
+            if os.path.exists(score):
+                with open(score) as f:
                     m = re.search(r"BLEU = ([\d.]+)", f.read())
                     bleu = float(m.group(1)) if m else None
             base = base or med["sentences_s"]
