@@ -395,6 +395,10 @@ TEST(Gemm, Bf16CopyWithColumnSumsEqualsConversionAndSum) {
   auto finite = torch::isfinite(g).all(0);
   auto ref = g.to(torch::kDouble).sum(0).to(torch::kFloat);
   thor::testing::expect_close(sums.masked_select(finite), ref.masked_select(finite), 1e-5, 1e-4);
+  // without sums (products with no bias): the same copy, no sums
+  auto [copy_only, no_sums] = thor::bf16_with_column_sums(g, false);
+  EXPECT_FALSE(no_sums.defined());
+  EXPECT_TRUE(torch::equal(bits(copy_only), bits(b16)));
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <tuple>
 #include <mutex>
 #include <vector>
 
@@ -145,8 +146,8 @@ void sgemm(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c, boo
 
 torch::Tensor to_bf16(const torch::Tensor& t) { return prepare(t.to(torch::kBFloat16)); }
 
-// Rows [m0, m1) of g [M, N]: their bf16 bits to out, and per column their sum (from the
-// unrounded values) added to acc.
+// Rows [m0, m1) of g [M, N]: their bf16 bits to out, and (acc not null) per column their
+// sum (from the unrounded values) added to acc.
 THOR_VECTOR_CLONES void bf16_rows_and_sums(const float* g, int64_t N, int64_t m0, int64_t m1, uint16_t* out,
                                            float* acc) {
   for (int64_t m = m0; m < m1; ++m) {
@@ -155,12 +156,12 @@ THOR_VECTOR_CLONES void bf16_rows_and_sums(const float* g, int64_t N, int64_t m0
     int64_t n = 0;
     for (; n + simd::kLanes <= N; n += simd::kLanes) {
       const auto x = simd::load16(row + n);
-      simd::store16(acc + n, simd::load16(acc + n) + x);
+      if (acc) simd::store16(acc + n, simd::load16(acc + n) + x);
       const auto b = simd::bf16_bits(x);
       std::memcpy(o + n, &b, sizeof b);
     }
     for (; n < N; ++n) {
-      acc[n] += row[n];
+      if (acc) acc[n] += row[n];
       o[n] = simd::bf16_bits(row[n]);
     }
   }
@@ -351,10 +352,9 @@ class Gemm : public torch::autograd::Function<Gemm> {
     const bool bias_grad = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2);
     torch::Tensor gy_op = gy, gx, gw, gb;
     if (x.scalar_type() == torch::kBFloat16) {
-      // one pass over the gradient: its bf16 copy for the products and the bias gradient
-      auto [b16, sums] = bf16_with_column_sums(gy);
-      gy_op = b16;
-      if (bias_grad) gb = sums;
+      // one pass over the gradient: its bf16 copy for the products and, only where there is
+      // a bias to train, the bias gradient (the vocabulary projection has none)
+      std::tie(gy_op, gb) = bf16_with_column_sums(gy, bias_grad);
     } else if (bias_grad) {
       gb = gy.sum(0);
     }
@@ -509,7 +509,7 @@ Precision use_precision(const std::string& name, const torch::Device& device, bo
 
 int64_t low_precision_cache_bytes() { return weight_cache().bytes(); }
 
-std::pair<torch::Tensor, torch::Tensor> bf16_with_column_sums(const torch::Tensor& g_in) {
+std::pair<torch::Tensor, torch::Tensor> bf16_with_column_sums(const torch::Tensor& g_in, bool with_sums) {
   TORCH_CHECK(g_in.dim() == 2 && g_in.scalar_type() == torch::kFloat && g_in.device().is_cpu(),
               "bf16_with_column_sums: expected a float32 CPU matrix");
   auto g = g_in.contiguous();
@@ -521,12 +521,13 @@ std::pair<torch::Tensor, torch::Tensor> bf16_with_column_sums(const torch::Tenso
   // block order: the same sums for any number of threads
   constexpr int64_t kBlock = 256;
   const int64_t blocks = (M + kBlock - 1) / kBlock;
-  auto part = torch::zeros({blocks, N}, g.options());
-  float* pp = part.data_ptr<float>();
+  auto part = with_sums ? torch::zeros({blocks, N}, g.options()) : torch::Tensor();
+  float* pp = with_sums ? part.data_ptr<float>() : nullptr;
   at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b)
-      bf16_rows_and_sums(pg, N, b * kBlock, std::min(M, (b + 1) * kBlock), po, pp + b * N);
+      bf16_rows_and_sums(pg, N, b * kBlock, std::min(M, (b + 1) * kBlock), po, pp ? pp + b * N : nullptr);
   });
+  if (!with_sums) return {out, torch::Tensor()};
   auto sums = torch::empty({N}, g.options());
   float* ps = sums.data_ptr<float>();
   for (int64_t n = 0; n < N; ++n) {

@@ -48,8 +48,9 @@ Precision use_precision(const std::string& name, const torch::Device& device, bo
 
 // g [M, N] float32 -> (its bfloat16 copy, rounded as .to(kBFloat16), and its column sums
 // [N] float32 from the unrounded values): one pass where the bf16 backward needed a
-// conversion and a separate sum for the bias gradient.
-std::pair<torch::Tensor, torch::Tensor> bf16_with_column_sums(const torch::Tensor& g);
+// conversion and a separate sum for the bias gradient. with_sums = false: the copy only
+// (sums undefined), for products without a bias.
+std::pair<torch::Tensor, torch::Tensor> bf16_with_column_sums(const torch::Tensor& g, bool with_sums = true);
 
 // Bytes held by the cache of converted weights (bounded; one entry per weight view).
 int64_t low_precision_cache_bytes();
