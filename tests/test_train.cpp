@@ -91,6 +91,65 @@ TEST(Checkpoint, ResumeEqualsUninterruptedTraining) {
   expect_same_parameters(a.model, b.model);
 }
 
+// A run killed between periodic saves leaves checkpoint_N.pt files: --resume continues from
+// the newest of them when checkpoint_last.pt is gone, removes interrupted writes, and equals
+// training straight through.
+TEST(Checkpoint, ResumeFallsBackToTheNewestNumberedCheckpoint) {
+  auto straight = thor::testing::temp_dir("ckpt_numbered_straight");
+  auto killed = thor::testing::temp_dir("ckpt_numbered_killed");
+  auto opt = [](const fs::path& save, int64_t max_update) {
+    auto o = tiny_train(save, max_update);
+    o.save_interval_updates = 2;
+    o.eval_bleu = false;
+    return o;
+  };
+  torch::manual_seed(7);
+  thor::train(opt(straight, 6), tiny_model());
+  torch::manual_seed(7);
+  thor::train(opt(killed, 4), tiny_model());
+  ASSERT_TRUE(fs::exists(killed / "checkpoint_2.pt"));
+  ASSERT_TRUE(fs::exists(killed / "checkpoint_4.pt"));
+  // every periodic save also made checkpoint_last.pt the newest state
+  EXPECT_EQ(thor::read_train_state((killed / "checkpoint_last.pt").string())["position"]["num_updates"], 4);
+  fs::remove(killed / "checkpoint_last.pt");
+  fs::remove(killed / "checkpoint_best.pt");
+  thor::testing::write_file(killed / "checkpoint_6.pt.tmp", {"half a checkpoint"});
+  EXPECT_EQ(thor::find_resume_checkpoint(killed.string()), (killed / "checkpoint_4.pt").string());
+  EXPECT_FALSE(fs::exists(killed / "checkpoint_6.pt.tmp"));
+  auto o = opt(killed, 6);
+  o.resume = true;
+  thor::train(o, tiny_model());
+  auto a = thor::load_model((straight / "checkpoint_last.pt").string(), torch::kCPU);
+  auto b = thor::load_model((killed / "checkpoint_last.pt").string(), torch::kCPU);
+  EXPECT_EQ(b.train_state["position"]["num_updates"], 6);
+  expect_same_parameters(a.model, b.model);
+}
+
+// A damaged newest checkpoint is skipped for an older readable one; a directory whose
+// checkpoints are all unreadable is an error, never a silent fresh start.
+TEST(Checkpoint, ResumeNeverStartsFreshBesideCheckpoints) {
+  auto dir = thor::testing::temp_dir("ckpt_resume_damaged");
+  torch::manual_seed(8);
+  auto o = tiny_train(dir, 2);
+  o.save_interval_updates = 2;
+  o.eval_bleu = false;
+  thor::train(o, tiny_model());
+  thor::testing::write_file(dir / "checkpoint_last.pt", {"damaged"});
+  EXPECT_EQ(thor::find_resume_checkpoint(dir.string()), (dir / "checkpoint_2.pt").string());
+  for (auto name : {"checkpoint_2.pt", "checkpoint_best.pt"}) thor::testing::write_file(dir / name, {"damaged"});
+  o.resume = true;
+  o.max_update = 4;
+  try {
+    thor::train(o, tiny_model());
+    FAIL() << "resumed from nothing";
+  } catch (const thor::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("none is readable"), std::string::npos) << e.what();
+  }
+  auto empty = thor::testing::temp_dir("ckpt_resume_empty");
+  EXPECT_EQ(thor::find_resume_checkpoint(empty.string()), "");
+  EXPECT_EQ(thor::find_resume_checkpoint((empty / "absent").string()), "");
+}
+
 TEST(Checkpoint, NotACheckpointIsAnError) {
   auto dir = thor::testing::temp_dir("ckpt_bad");
   thor::testing::write_file(dir / "x.pt", {"garbage"});

@@ -84,7 +84,7 @@ void add_train(CLI::App& app, Common& common) {
   cmd->add_option("--eval-max-sentences", o.eval_max_sentences, "validation BLEU on the first N sentences (0 = all)")->capture_default_str();
   cmd->add_flag("--no-eval-bleu{false}", o.eval_bleu, "select the best checkpoint by validation loss instead of BLEU");
   cmd->add_option("--seed", o.seed)->capture_default_str();
-  cmd->add_flag("--resume", o.resume, "continue from SAVE_DIR/checkpoint_last.pt if it exists");
+  cmd->add_flag("--resume", o.resume, "continue from the newest readable checkpoint in SAVE_DIR (checkpoint_last.pt, else checkpoint_N.pt / checkpoint_best.pt); fresh only when SAVE_DIR holds none");
   cmd->add_flag("--no-progress{false}", o.progress, "no progress bar");
   cmd->callback([cmd, &common] {
     apply_common(common);

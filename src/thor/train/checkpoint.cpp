@@ -1,11 +1,15 @@
 // See checkpoint.h.
 #include "thor/train/checkpoint.h"
 
-#include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <regex>
+#include <sstream>
 
 #include "thor/common/error.h"
+#include "thor/common/file_io.h"
+#include "thor/common/log.h"
 #include "thor/common/runtime.h"
 
 namespace thor {
@@ -48,8 +52,7 @@ torch::serialize::InputArchive open_archive(const std::string& path) {
 }
 }  // namespace
 
-void save_checkpoint(const std::string& path, Transformer& model, const Vocab& vocab,
-                     const CheckpointExtras& extras) {
+std::string serialize_checkpoint(Transformer& model, const Vocab& vocab, const CheckpointExtras& extras) {
   torch::serialize::OutputArchive ar;
   ar.write("format", string_tensor(kFormat));
   nlohmann::json cfg = model->config();
@@ -65,9 +68,68 @@ void save_checkpoint(const std::string& path, Transformer& model, const Vocab& v
     ar.write("optimizer", opt);
   }
   if (extras.save_rng) ar.write("rng", runtime::cpu_rng_state());
-  std::string tmp = path + ".tmp";
-  ar.save_to(tmp);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw Error(path + ": cannot rename from " + tmp);
+  std::ostringstream os;
+  ar.save_to(os);
+  return os.str();
+}
+
+void save_checkpoint(const std::string& path, Transformer& model, const Vocab& vocab,
+                     const CheckpointExtras& extras) {
+  write_file_durably(path, serialize_checkpoint(model, vocab, extras));
+}
+
+nlohmann::json read_train_state(const std::string& path) {
+  auto ar = open_archive(path);
+  try {
+    return nlohmann::json::parse(read_string(ar, "train_state"));
+  } catch (const std::exception&) {
+    throw Error(path + ": damaged thor checkpoint (unreadable trainer state)");
+  }
+}
+
+std::string find_resume_checkpoint(const std::string& save_dir) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(save_dir)) return {};
+  static const std::regex numbered(R"(checkpoint_(\d+)\.pt)");
+  std::vector<std::pair<int64_t, std::string>> numbered_paths;
+  std::vector<std::string> candidates;
+  for (const auto& entry : fs::directory_iterator(save_dir)) {
+    const std::string name = entry.path().filename().string();
+    std::smatch m;
+    if (name.size() > 7 && name.compare(name.size() - 7, 7, ".pt.tmp") == 0) {
+      THOR_WARN("train") << "removing " << entry.path().string() << " (an interrupted checkpoint write)";
+      fs::remove(entry.path());
+    } else if (std::regex_match(name, m, numbered)) {
+      numbered_paths.emplace_back(std::stoll(m[1]), entry.path().string());
+    }
+  }
+  std::sort(numbered_paths.rbegin(), numbered_paths.rend());
+  for (const char* name : {"checkpoint_last.pt"})
+    if (fs::exists(fs::path(save_dir) / name)) candidates.push_back((fs::path(save_dir) / name).string());
+  for (auto& [n, p] : numbered_paths) candidates.push_back(p);
+  if (fs::exists(fs::path(save_dir) / "checkpoint_best.pt"))
+    candidates.push_back((fs::path(save_dir) / "checkpoint_best.pt").string());
+  if (candidates.empty()) return {};
+
+  std::string chosen;
+  int64_t chosen_updates = -1;
+  std::string reasons;
+  for (const auto& path : candidates) {
+    try {
+      auto state = read_train_state(path);
+      int64_t updates = state.at("position").at("num_updates").get<int64_t>();
+      if (updates > chosen_updates) chosen = path, chosen_updates = updates;
+    } catch (const std::exception& e) {
+      THOR_WARN("train") << "--resume: skipping " << e.what();
+      reasons += std::string(reasons.empty() ? "" : "; ") + e.what();
+    }
+  }
+  if (chosen.empty())
+    throw Error("--resume: " + save_dir + " holds checkpoints but none is readable (" + reasons + ")");
+  const std::string last = (fs::path(save_dir) / "checkpoint_last.pt").string();
+  if (chosen != last)
+    THOR_WARN("train") << "--resume: " << last << " is missing, unreadable or older; using " << chosen;
+  return chosen;
 }
 
 LoadedModel load_model(const std::string& path, const torch::Device& device) {

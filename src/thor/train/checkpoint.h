@@ -1,6 +1,7 @@
 // Checkpoints: one archive carrying everything needed to translate (config, SentencePiece
 // model, weights) and, for training checkpoints, everything needed to resume exactly
-// (optimizer, trainer position, RNG). Written to a temporary name and renamed.
+// (optimizer, trainer position, RNG). Serialised once and written durably (temporary name,
+// fsync, rename, directory fsync) to every path it is saved under.
 #pragma once
 #include <optional>
 #include <string>
@@ -21,8 +22,22 @@ struct CheckpointExtras {
   bool save_rng = true;
 };
 
+// The checkpoint's bytes, to be written with write_file_durably (common/file_io.h).
+std::string serialize_checkpoint(Transformer& model, const Vocab& vocab, const CheckpointExtras& extras);
+
 void save_checkpoint(const std::string& path, Transformer& model, const Vocab& vocab,
                      const CheckpointExtras& extras);
+
+// The trainer state stored in a checkpoint (throws Error naming the file if unreadable).
+nlohmann::json read_train_state(const std::string& path);
+
+// The checkpoint `--resume` continues from in SAVE_DIR: of checkpoint_last.pt,
+// checkpoint_N.pt and checkpoint_best.pt, the readable one with the most updates
+// (checkpoint_last.pt first among equals); unreadable ones are skipped with a warning.
+// Empty when the directory holds no checkpoint; throws when it holds some but none is
+// readable (a run must never start over silently beside its own checkpoints).
+// Leftover NAME.pt.tmp files (a write that was interrupted) are removed.
+std::string find_resume_checkpoint(const std::string& save_dir);
 
 struct LoadedModel {
   ModelConfig config;

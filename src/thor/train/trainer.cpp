@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "thor/common/error.h"
+#include "thor/common/file_io.h"
 #include "thor/common/log.h"
 #include "thor/common/op_profile.h"
 #include "thor/common/runtime.h"
@@ -99,8 +100,7 @@ class Trainer {
     last_path_ = (fs::path(opt.save_dir) / "checkpoint_last.pt").string();
 
     torch::manual_seed(opt.seed);
-    std::string resume_from;
-    if (opt.resume && fs::exists(last_path_)) resume_from = last_path_;
+    const std::string resume_from = opt.resume ? find_resume_checkpoint(opt.save_dir) : std::string();
     if (!resume_from.empty()) {
       auto lm = load_model(resume_from, device_);
       cfg = lm.config;  // the checkpoint's architecture wins on resume
@@ -109,7 +109,7 @@ class Trainer {
       THOR_LOG("train") << "resuming from " << resume_from << " at update " << pos_.num_updates
                         << " (epoch " << pos_.epoch << ", batch " << pos_.batch << ")";
     } else {
-      if (opt.resume) THOR_LOG("train") << "--resume: no " << last_path_ << ", starting fresh";
+      if (opt.resume) THOR_LOG("train") << "--resume: no checkpoint in " << opt.save_dir << ", starting fresh";
       cfg.vocab_size = vocab_.size();
       model_ = Transformer(cfg);
       model_->to(device_);
@@ -222,7 +222,9 @@ class Trainer {
         }
         if (opt_.save_interval_updates > 0 && pos_.num_updates % opt_.save_interval_updates == 0) {
           pos_.elapsed_s = elapsed();
-          save((fs::path(opt_.save_dir) / ("checkpoint_" + std::to_string(pos_.num_updates) + ".pt")).string());
+          // checkpoint_last.pt first: whatever instant a kill comes, it holds the newest state
+          save({last_path_,
+                (fs::path(opt_.save_dir) / ("checkpoint_" + std::to_string(pos_.num_updates) + ".pt")).string()});
         }
       }
       if (pos_.batch >= static_cast<int64_t>(order.size())) {
@@ -384,8 +386,8 @@ class Trainer {
     THOR_LOG("valid") << j.dump();
     model_->train();
     runtime::set_cpu_rng_state(rng_state);
-    save(last_path_);
-    if (improved) save((fs::path(opt_.save_dir) / "checkpoint_best.pt").string());
+    if (improved) save({last_path_, (fs::path(opt_.save_dir) / "checkpoint_best.pt").string()});
+    else save({last_path_});
   }
 
   // One line: each expert layer's token shares since the last log line.
@@ -406,12 +408,14 @@ class Trainer {
     return os.str();
   }
 
-  void save(const std::string& path) {
+  // One serialisation, written durably under every name in `paths`, in order.
+  void save(const std::vector<std::string>& paths) {
     CheckpointExtras ex;
     nlohmann::json args = opt_;
     ex.train_state = {{"position", to_json(pos_)}, {"args", args}, {"meta", meta_json(meta_)}};
     ex.optimizer = optim_.get();
-    save_checkpoint(path, model_, vocab_, ex);
+    const std::string bytes = serialize_checkpoint(model_, vocab_, ex);
+    for (const auto& p : paths) write_file_durably(p, bytes);
   }
 
   TrainOptions opt_;
