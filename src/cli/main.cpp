@@ -1,4 +1,4 @@
-// thor: one binary, subcommands info | prepare | train | translate | score.
+// thor: one binary, subcommands info | prepare | train | translate | score | export | shortlist | average.
 // Errors from the library arrive here as exceptions: one line on stderr, exit code 1.
 #include <iostream>
 
@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // --threads/--quiet also accepted after the subcommand
   thor::cli::Common common;
+  common.argv.assign(argv, argv + argc);
   app.add_option("--threads", common.threads, "intra-op CPU threads (default: all cores)");
   app.add_flag("--quiet", common.quiet, "only warnings and errors on stderr");
   thor::cli::add_info(app, common);
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
   thor::cli::add_score(app, common);
   thor::cli::add_export(app, common);
   thor::cli::add_shortlist(app, common);
+  thor::cli::add_average(app, common);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

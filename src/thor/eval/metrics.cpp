@@ -72,11 +72,6 @@ void replace_all(std::string& s, const std::string& from, const std::string& to)
     s.replace(pos, from.size(), to);
 }
 
-struct NgramStats {
-  int64_t correct[4] = {0, 0, 0, 0}, total[4] = {0, 0, 0, 0};
-  int64_t hyp_len = 0, ref_len = 0;
-};
-
 std::map<std::vector<std::string>, int> ngram_counts(const std::vector<std::string>& toks, int order) {
   std::map<std::vector<std::string>, int> counts;
   for (int n = 1; n <= order; ++n)
@@ -135,11 +130,39 @@ std::string tokenize_13a(const std::string& in) {
   return out;
 }
 
+BleuStats& BleuStats::operator+=(const BleuStats& o) {
+  for (int n = 0; n < 4; ++n) correct[n] += o.correct[n], total[n] += o.total[n];
+  hyp_len += o.hyp_len, ref_len += o.ref_len;
+  return *this;
+}
+
+std::vector<double> BleuStats::to_vector() const {
+  std::vector<double> v;
+  for (int n = 0; n < 4; ++n) v.push_back(static_cast<double>(correct[n]));
+  for (int n = 0; n < 4; ++n) v.push_back(static_cast<double>(total[n]));
+  v.push_back(static_cast<double>(hyp_len));
+  v.push_back(static_cast<double>(ref_len));
+  return v;
+}
+
+BleuStats BleuStats::from_vector(const std::vector<double>& v) {
+  if (v.size() != 10) throw Error("BLEU statistics: expected 10 numbers, got " + std::to_string(v.size()));
+  BleuStats st;
+  for (int n = 0; n < 4; ++n) st.correct[n] = std::llround(v[n]), st.total[n] = std::llround(v[4 + n]);
+  st.hyp_len = std::llround(v[8]);
+  st.ref_len = std::llround(v[9]);
+  return st;
+}
+
 BleuScore corpus_bleu(const std::vector<std::string>& hyps, const std::vector<std::string>& refs) {
+  return bleu_from_stats(bleu_stats(hyps, refs));
+}
+
+BleuStats bleu_stats(const std::vector<std::string>& hyps, const std::vector<std::string>& refs) {
   if (hyps.size() != refs.size())
     throw Error("BLEU: " + std::to_string(hyps.size()) + " hypotheses but " +
                 std::to_string(refs.size()) + " references");
-  NgramStats st;
+  BleuStats st;
   for (size_t i = 0; i < hyps.size(); ++i) {
     auto h = split_ws(tokenize_13a(hyps[i]));
     auto r = split_ws(tokenize_13a(refs[i]));
@@ -153,6 +176,10 @@ BleuScore corpus_bleu(const std::vector<std::string>& hyps, const std::vector<st
       if (it != rc.end()) st.correct[n] += std::min(c, it->second);
     }
   }
+  return st;
+}
+
+BleuScore bleu_from_stats(const BleuStats& st) {
   BleuScore b;
   b.hyp_len = st.hyp_len;
   b.ref_len = st.ref_len;

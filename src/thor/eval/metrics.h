@@ -21,6 +21,18 @@ struct ChrfScore {
   static std::string signature();
 };
 
+// BLEU's sufficient statistics: they add over sentences (and over ranks of a distributed
+// validation, or over a bootstrap sample), and the score is a function of their sum.
+struct BleuStats {
+  int64_t correct[4] = {0, 0, 0, 0}, total[4] = {0, 0, 0, 0};
+  int64_t hyp_len = 0, ref_len = 0;
+  BleuStats& operator+=(const BleuStats& o);
+  std::vector<double> to_vector() const;  // 10 numbers, for a collective
+  static BleuStats from_vector(const std::vector<double>& v);
+};
+BleuStats bleu_stats(const std::vector<std::string>& hyps, const std::vector<std::string>& refs);
+BleuScore bleu_from_stats(const BleuStats& st);
+
 // mteval-v13a tokenisation as in sacreBLEU's Tokenizer13a.
 std::string tokenize_13a(const std::string& line);
 
