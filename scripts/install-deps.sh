@@ -6,7 +6,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PKGS=(
   build-essential cmake ninja-build
-  libtorch-dev
+  libtorch-dev libgloo-dev
   libopenblas0-openmp
   libsentencepiece-dev sentencepiece
   libgtest-dev libgmock-dev

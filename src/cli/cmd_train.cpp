@@ -1,7 +1,15 @@
 // `thor train DATA_DIR`: fairseq-train-like flags; --arch picks a preset and every model
 // flag given explicitly overrides it.
+#include <cstdlib>
+#include <thread>
+
 #include "cli/commands.h"
 #include "thor/common/config.h"
+#include "thor/common/error.h"
+#include "thor/common/log.h"
+#include "thor/dist/communicator.h"
+#include "thor/dist/env.h"
+#include "thor/dist/launch.h"
 #include "thor/train/trainer.h"
 
 namespace thor::cli {
@@ -86,7 +94,46 @@ void add_train(CLI::App& app, Common& common) {
   cmd->add_option("--seed", o.seed)->capture_default_str();
   cmd->add_flag("--resume", o.resume, "continue from the newest readable checkpoint in SAVE_DIR (checkpoint_last.pt, else checkpoint_N.pt / checkpoint_best.pt); fresh only when SAVE_DIR holds none");
   cmd->add_flag("--no-progress{false}", o.progress, "no progress bar");
+  // Distributed (torchrun / mpirun / srun environments are read by themselves).
+  static int nproc_per_node = 1;
+  static std::string backend = "auto";
+  static double dist_timeout_s = 300;
+  auto* d = cmd->add_option_group("distributed");
+  d->add_option("--nproc-per-node", nproc_per_node,
+                "start N data-parallel ranks on this machine (no launcher needed); under torchrun, mpirun or "
+                "srun the launcher's environment says the ranks instead")
+      ->capture_default_str();
+  d->add_option("--distributed-backend", backend, "gloo | nccl | auto (nccl on CUDA devices)")
+      ->check(CLI::IsMember({"gloo", "nccl", "auto"}))->capture_default_str();
+  d->add_option("--distributed-timeout", dist_timeout_s,
+                "seconds a rank waits for the others before the run ends with an error naming the silent rank")
+      ->capture_default_str();
+  d->add_option("--bucket-cap-mb", o.bucket_cap_mb, "gradient all-reduce bucket size in MB (the first bucket 1 MB)")
+      ->capture_default_str();
+  d->add_flag("--expert-parallel", o.expert_parallel,
+              "shard the experts over the ranks (E / ranks each; thor and random draw among a rank's own experts, "
+              "so no token leaves its rank; thor needs >= 2 experts per rank)");
+  d->add_flag("--no-comm-overlap{false}", o.overlap_comm,
+              "reduce gradients after the backward pass instead of from its hooks (to measure what overlap hides)");
   cmd->callback([cmd, &common] {
+    const bool launched_by_thor = std::getenv("THOR_LAUNCHER") != nullptr;
+    if (nproc_per_node < 1) throw Error("--nproc-per-node must be >= 1");
+    if (nproc_per_node > 1 && !launched_by_thor) {
+      if (dist::detect_env()) throw Error("--nproc-per-node: this process is already a rank of a launcher's run");
+      apply_common(common);
+      int code = dist::launch_local(dist::without_option(common.argv, "--nproc-per-node"),
+                                    dist::LaunchOptions{nproc_per_node});
+      if (code != 0) throw Error("the distributed run failed (exit code " + std::to_string(code) + ")");
+      return;
+    }
+    auto env = dist::detect_env();
+    if (env) {
+      log_prefix() = "rank " + std::to_string(env->rank) + " ";
+      if (env->rank != 0) log_level() = 0;  // rank 0 reports; the others only warn
+      if (common.threads == 0)  // the machine's cores shared by its ranks
+        common.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / env->local_world_size);
+      if (o.device == "auto" && torch::cuda::is_available()) o.device = "cuda:" + std::to_string(env->local_rank);
+    }
     apply_common(common);
     // Every model flag lands in m; the preset supplies the fields it governs unless the
     // flag for that field was given.
@@ -103,7 +150,18 @@ void add_train(CLI::App& app, Common& common) {
     keep_flag_or_preset("--encoder-layers", cfg.encoder_layers, preset.encoder_layers);
     keep_flag_or_preset("--decoder-layers", cfg.decoder_layers, preset.decoder_layers);
     o.max_time_s = max_time_min * 60.0;
-    train(o, cfg);
+    if (!env) {
+      train(o, cfg);
+      return;
+    }
+    dist::CommOptions co;
+    co.backend = backend;
+    co.timeout = std::chrono::milliseconds(static_cast<int64_t>(dist_timeout_s * 1000));
+    co.cuda = o.device.rfind("cuda", 0) == 0;
+    THOR_LOG("dist") << "rank " << env->rank << " of " << env->world_size << " (" << env->launcher
+                     << "), rendezvous " << env->master_addr << ":" << env->master_port;
+    auto comm = dist::connect(*env, co);
+    train(o, cfg, comm.get());
   });
 }
 

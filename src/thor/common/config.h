@@ -39,6 +39,12 @@ struct ModelConfig {
   int64_t hash_seed = 1;
   double alf_update_rate = 1e-3;        // alf: bias step u
   int64_t alf_top_k = 1;
+  // Expert parallelism: the layout of a run, never saved with the model. This process holds
+  // experts [first_local_expert(), first_local_expert() + local_experts()) of every expert
+  // layer, and stochastic routers draw among those only.
+  int64_t expert_shards = 1, expert_shard = 0;
+  int64_t local_experts() const { return num_experts / expert_shards; }
+  int64_t first_local_expert() const { return expert_shard * local_experts(); }
 
   bool has_experts(int64_t layer_index) const;  // expert FFN at this layer index?
 

@@ -9,11 +9,13 @@ namespace thor {
 
 // Global verbosity: 0 = warnings only, 1 = info (default).
 int& log_level();
+// Put before every component tag ("rank 1 " in a distributed run: "[rank 1 train] ...").
+std::string& log_prefix();
 
 class LogLine {
  public:
   LogLine(const char* component, bool enabled) : enabled_(enabled) {
-    if (enabled_) os_ << "[" << component << "] ";
+    if (enabled_) os_ << "[" << log_prefix() << component << "] ";
   }
   ~LogLine() {
     if (enabled_) {

@@ -24,6 +24,11 @@ int& log_level() {
   return level;
 }
 
+std::string& log_prefix() {
+  static std::string prefix;
+  return prefix;
+}
+
 namespace runtime {
 
 void ensure_fast_blas(int argc, char** argv) {

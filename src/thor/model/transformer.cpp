@@ -225,8 +225,9 @@ DecoderState TransformerImpl::init_state(const torch::Tensor& src) {
   // workers share the model, each batch has its own draws.
   RoutingContext ctx = ctx_;
   if (stochastic_experts_ && !is_training() && ctx.select == ExpertSelect::Sentence) {
-    ctx.row_experts = torch::randint(cfg_.num_experts, {src.size(0), num_expert_layers_}, runtime::thread_generator(),
-                                     torch::TensorOptions().dtype(torch::kLong))
+    ctx.row_experts = (torch::randint(cfg_.local_experts(), {src.size(0), num_expert_layers_}, runtime::thread_generator(),
+                                      torch::TensorOptions().dtype(torch::kLong)) +
+                       cfg_.first_local_expert())
                           .to(src.device());
     st.sentences["row_experts"] = ctx.row_experts;
   }

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "thor/common/error.h"
+#include "thor/common/runtime.h"
 #include "thor/ops/dropout.h"
 #include "thor/ops/gemm.h"
 #include "thor/moe/router_random.h"
@@ -30,21 +31,34 @@ ExpertSelect parse_expert_select(const std::string& s, int64_t* fixed_k) {
 }
 
 ExpertFFNImpl::ExpertFFNImpl(const ModelConfig& c, int64_t experts, int64_t moe_index)
-    : moe_index_(moe_index), pad_(c.pad_id), activation_dropout_(c.activation_dropout) {
+    : experts_(experts), moe_index_(moe_index), pad_(c.pad_id), activation_dropout_(c.activation_dropout) {
   const int64_t d = c.d_model, f = c.ffn_dim;
-  // fairseq's Linear init per expert: xavier_uniform weights, zero biases.
+  // fairseq's Linear init per expert: xavier_uniform weights, zero biases. An expert-parallel
+  // shard initialises the whole bank and keeps its slice: the same values as one process.
   double a1 = std::sqrt(6.0 / static_cast<double>(d + f));
-  w1 = register_parameter("w1", torch::empty({experts, d, f}).uniform_(-a1, a1));
-  b1 = register_parameter("b1", torch::zeros({experts, f}));
-  w2 = register_parameter("w2", torch::empty({experts, f, d}).uniform_(-a1, a1));
-  b2 = register_parameter("b2", torch::zeros({experts, d}));
+  int64_t local = experts;
+  if (experts > 1 && c.expert_shards > 1) {
+    if (experts % c.expert_shards != 0)
+      throw Error("--expert-parallel: " + std::to_string(experts) + " experts do not split over " +
+                  std::to_string(c.expert_shards) + " ranks (--num-experts must be a multiple of the ranks)");
+    local = c.local_experts();
+    first_ = c.first_local_expert();
+  }
+  auto keep = [&](torch::Tensor t) { return local == experts ? t : t.narrow(0, first_, local).clone(); };
+  w1 = register_parameter("w1", keep(torch::empty({experts, d, f}).uniform_(-a1, a1)));
+  b1 = register_parameter("b1", keep(torch::zeros({experts, f})));
+  w2 = register_parameter("w2", keep(torch::empty({experts, f, d}).uniform_(-a1, a1)));
+  b2 = register_parameter("b2", keep(torch::zeros({experts, d})));
   if (experts > 1) router = register_module("router", make_router(c));
 }
 
 torch::Tensor ExpertFFNImpl::expert_forward(const torch::Tensor& x2, int64_t e) {
   torch::Tensor W1, B1, W2, B2;
   if (e >= 0) {
-    W1 = w1[e], B1 = b1[e], W2 = w2[e], B2 = b2[e];
+    const int64_t i = e - first_;  // held here?
+    TORCH_CHECK(i >= 0 && i < local_experts(), "expert ", e, " is not held by this process (experts ", first_,
+                "..", first_ + local_experts() - 1, ")");
+    W1 = w1[i], B1 = b1[i], W2 = w2[i], B2 = b2[i];
   } else {  // merged: the average expert (THOR paper's "merge" inference)
     auto make = [&] { return std::vector<torch::Tensor>{w1.mean(0), b1.mean(0), w2.mean(0), b2.mean(0)}; };
     auto m = torch::GradMode::is_enabled() ? make() : merged_.get({w1, b1, w2, b2}, make);
@@ -146,7 +160,8 @@ torch::Tensor ExpertFFNImpl::forward(const torch::Tensor& x, const torch::Tensor
       case ExpertSelect::Sentence: {
         // one group per row (sentence x beam), its draw kept in the decoder state
         auto row = (ctx.row_experts.defined() ? ctx.row_experts.select(1, moe_index_)
-                                              : torch::randint(E, {B}, torch::TensorOptions().dtype(torch::kLong)))
+                                              : torch::randint(local_experts(), {B}, runtime::thread_generator(),
+                                                               torch::TensorOptions().dtype(torch::kLong)) + first_)
                        .to(torch::kCPU)
                        .contiguous();
         r.group_expert.assign(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + B);

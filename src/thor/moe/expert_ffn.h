@@ -47,7 +47,9 @@ class ExpertFFNImpl : public torch::nn::Module {
   // x [B, T, d], tokens [B, T] ids (padding = pad id) -> [B, T, d]
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& tokens, const RoutingContext& ctx);
 
-  int64_t experts() const { return w1.size(0); }
+  int64_t experts() const { return experts_; }  // of the model (this process may hold fewer)
+  int64_t first_local_expert() const { return first_; }
+  int64_t local_experts() const { return w1.size(0); }
   int64_t moe_index() const { return moe_index_; }
   bool stochastic() const { return router && router->stochastic(); }
 
@@ -61,6 +63,7 @@ class ExpertFFNImpl : public torch::nn::Module {
 
  private:
   DerivedCache merged_;  // the averaged expert for --expert-select merge, without autograd
+  int64_t experts_ = 1, first_ = 0;  // the model's experts; the first one held here
   int64_t moe_index_;
   int64_t pad_;
   double activation_dropout_;

@@ -50,6 +50,9 @@ class RouterImpl : public torch::nn::Module {
   }
   // Called after every optimizer update (auxiliary-loss-free bias balancing).
   virtual void after_update() {}
+  // Statistics after_update() reads that must be summed over data-parallel ranks first
+  // (tensors updated in place), so every rank's router stays the same.
+  virtual std::vector<torch::Tensor> update_statistics() { return {}; }
 };
 
 // Builds the router named by cfg.router for a layer of dimension d (throws thor::Error on

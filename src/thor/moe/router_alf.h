@@ -12,6 +12,7 @@ class AlfRouterImpl : public RouterImpl {
   explicit AlfRouterImpl(const ModelConfig& c);
   Routing route(const RouterInput& in) override;
   void after_update() override;
+  std::vector<torch::Tensor> update_statistics() override { return {load}; }
   torch::nn::Linear gate{nullptr};
   torch::Tensor bias;  // [E] selection bias (buffer)
   torch::Tensor load;  // [E] tokens routed since the last update (buffer)

@@ -14,15 +14,23 @@ RouteLevel parse_route_level(const std::string& s) {
 }
 
 RandomRouterImpl::RandomRouterImpl(const ModelConfig& c)
-    : experts_(c.num_experts), level_(parse_route_level(c.route_level)) {}
+    : experts_(c.num_experts), first_(c.first_local_expert()), draw_(c.local_experts()),
+      level_(parse_route_level(c.route_level)) {
+  if (draw_ < experts_ && level_ != RouteLevel::Batch)
+    throw Error("--expert-parallel with router " + c.router + " draws one expert per batch: --route-level batch");
+}
 
 std::vector<int64_t> RandomRouterImpl::draw_groups(int64_t groups) const {
   return level_ == RouteLevel::Batch ? draw_group_experts(groups) : std::vector<int64_t>{};
 }
 
 std::vector<int64_t> RandomRouterImpl::draw_group_experts(int64_t groups) const {
-  auto draws = torch::randint(experts_, {groups}, runtime::thread_generator(), torch::TensorOptions().dtype(torch::kLong));
-  return {draws.data_ptr<int64_t>(), draws.data_ptr<int64_t>() + groups};
+  // (randint takes as many random bits whatever the range: ranks drawing among their own
+  // experts keep one RNG stream)
+  auto draws = torch::randint(draw_, {groups}, runtime::thread_generator(), torch::TensorOptions().dtype(torch::kLong));
+  std::vector<int64_t> out(draws.data_ptr<int64_t>(), draws.data_ptr<int64_t>() + groups);
+  for (auto& e : out) e += first_;
+  return out;
 }
 
 Routing RandomRouterImpl::route(const RouterInput& in) { return route_at(in, level_); }

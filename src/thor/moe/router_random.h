@@ -20,6 +20,7 @@ class RandomRouterImpl : public RouterImpl {
  private:
   std::vector<int64_t> draw_group_experts(int64_t groups) const;  // one uniform draw per group
   int64_t experts_;
+  int64_t first_ = 0, draw_ = 1;  // draws among experts [first_, first_ + draw_) (expert parallel: the local ones)
   RouteLevel level_;
 };
 

@@ -25,6 +25,11 @@ class Adam {
   void save(torch::serialize::OutputArchive& ar) const;
   void load(torch::serialize::InputArchive& ar);
   const std::vector<torch::Tensor>& params() const { return params_; }
+  // Parameter i's moment estimates and the step count (expert-parallel checkpoints gather
+  // and slice them).
+  torch::Tensor& exp_avg(size_t i) { return exp_avg_[i]; }
+  torch::Tensor& exp_avg_sq(size_t i) { return exp_avg_sq_[i]; }
+  void set_steps(int64_t steps) { steps_ = steps; }
 
  private:
   std::vector<torch::Tensor> params_, exp_avg_, exp_avg_sq_;

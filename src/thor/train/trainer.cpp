@@ -8,7 +8,10 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <array>
 #include <numeric>
+#include <optional>
+#include <set>
 #include <random>
 #include <sstream>
 
@@ -21,6 +24,8 @@
 #include "thor/data/dataset.h"
 #include "thor/data/meta.h"
 #include "thor/decode/translator.h"
+#include "thor/dist/communicator.h"
+#include "thor/dist/grad_reducer.h"
 #include "thor/eval/metrics.h"
 #include "thor/ops/gemm.h"
 #include "thor/model/flops.h"
@@ -81,9 +86,24 @@ std::vector<int64_t> epoch_order(size_t nbatches, uint64_t seed, int64_t epoch) 
   return order;
 }
 
+int64_t target_tokens(const Dataset& ds, const std::vector<int64_t>& idx) {
+  int64_t n = 0;
+  for (auto i : idx) n += ds.tgt_len(static_cast<size_t>(i)) + 1;  // + eos
+  return n;
+}
+
+// The draws one batch of an update uses: its experts (per layer and pass) and the seed of
+// its shards' dropout generators. Made for every batch of the update in the global order
+// on every rank, so the RNG stream and the draws do not depend on the number of ranks.
+struct BatchDraws {
+  std::vector<std::vector<int64_t>> experts;
+  uint64_t seed = 0;
+};
+
 class Trainer {
  public:
-  Trainer(const TrainOptions& opt, ModelConfig cfg) : opt_(opt), device_(runtime::parse_device(opt.device)) {
+  Trainer(const TrainOptions& opt, ModelConfig cfg, dist::Communicator& comm)
+      : opt_(opt), device_(runtime::parse_device(opt.device)), comm_(comm), lead_(comm.rank() == 0) {
     use_precision(opt.precision, device_, /*training=*/true);
     meta_ = read_meta(opt.data_dir);
     vocab_ = Vocab::from_file((fs::path(opt.data_dir) / "spm.model").string());
@@ -96,21 +116,33 @@ class Trainer {
       valid_src_.resize(opt.eval_max_sentences);
       valid_ref_.resize(opt.eval_max_sentences);
     }
-    fs::create_directories(opt.save_dir);
+    if (lead_) fs::create_directories(opt.save_dir);
     last_path_ = (fs::path(opt.save_dir) / "checkpoint_last.pt").string();
 
     torch::manual_seed(opt.seed);
-    const std::string resume_from = opt.resume ? find_resume_checkpoint(opt.save_dir) : std::string();
+    // rank 0 chooses; every rank reads that file (a multi-machine run needs SAVE_DIR on a
+    // shared file system, as fairseq's)
+    std::string resume_from = lead_ && opt.resume ? find_resume_checkpoint(opt.save_dir) : std::string();
+    resume_from = comm_.allgather_string("resume", resume_from).front();
+    std::optional<LoadedModel> full;  // an expert-parallel resume slices the whole model
     if (!resume_from.empty()) {
       auto lm = load_model(resume_from, device_);
       cfg = lm.config;  // the checkpoint's architecture wins on resume
-      model_ = lm.model;
       pos_ = position_from(lm.train_state.at("position"));
+      if (shard_experts(cfg)) {
+        model_ = Transformer(cfg);
+        model_->to(device_);
+        copy_shard_from(lm.model);
+        full = std::move(lm);
+      } else {
+        model_ = lm.model;
+      }
       THOR_LOG("train") << "resuming from " << resume_from << " at update " << pos_.num_updates
                         << " (epoch " << pos_.epoch << ", batch " << pos_.batch << ")";
     } else {
       if (opt.resume) THOR_LOG("train") << "--resume: no checkpoint in " << opt.save_dir << ", starting fresh";
       cfg.vocab_size = vocab_.size();
+      shard_experts(cfg);
       model_ = Transformer(cfg);
       model_->to(device_);
     }
@@ -118,11 +150,30 @@ class Trainer {
     // One worker per intra-op thread on the CPU: a 4096-token product keeps one core busy,
     // but two threads per product leave ~30 % idle (small operations, barriers).
     workers_ = opt.workers > 0 ? opt.workers : (device_.is_cpu() ? at::get_num_threads() : 1);
+    for (auto& l : model_->expert_layers())
+      if (cfg.expert_shards > 1)
+        for (auto* t : {&l->w1, &l->b1, &l->w2, &l->b2}) sharded_.insert(t->unsafeGetTensorImpl());
     for (auto& p : model_->parameters())
-      if (p.requires_grad()) params_.push_back(p);
+      if (p.requires_grad()) {
+        params_.push_back(p);
+        if (!is_sharded(p)) reduced_params_.push_back(p);
+      }
+    agree_and_share_start(cfg);
     optim_ = std::make_unique<Adam>(model_->parameters(),
                                     AdamOptions{opt.adam_beta1, opt.adam_beta2, opt.adam_eps, opt.weight_decay});
-    if (!resume_from.empty()) load_training_state(resume_from, *optim_);
+    if (full) {
+      // the whole model's optimizer state, then this rank's slice of it
+      Adam whole(full->model->parameters(), AdamOptions{});
+      load_training_state(resume_from, whole);
+      auto mine = model_->parameters();
+      optim_->set_steps(whole.steps());
+      for (size_t i = 0; i < mine.size(); ++i) {
+        optim_->exp_avg(i).copy_(local_slice(mine[i], whole.exp_avg(i)));
+        optim_->exp_avg_sq(i).copy_(local_slice(mine[i], whole.exp_avg_sq(i)));
+      }
+    } else if (!resume_from.empty()) {
+      load_training_state(resume_from, *optim_);
+    }
     sched_ = InverseSqrtSchedule{opt.lr, opt.warmup_init_lr, opt.warmup_updates};
 
     int64_t dropped = 0;
@@ -141,11 +192,95 @@ class Trainer {
     if (!experts.empty())
       THOR_LOG("train") << experts.size() << " expert layers x " << cfg.num_experts << " experts, router "
                         << cfg.router << (two_pass_ ? " (two stochastic passes + consistency)" : "");
+    if (cfg.expert_shards > 1)
+      THOR_LOG("train") << "expert parallel: rank " << comm_.rank() << " holds experts " << cfg.first_local_expert()
+                        << ".." << cfg.first_local_expert() + cfg.local_experts() - 1
+                        << " of every expert layer and draws among them (no token leaves its rank)";
     stats_.reset(experts.size(), cfg.num_experts);
     THOR_LOG("train") << train_.size() << " training pairs in " << batches_.size()
                       << " batches of <= " << opt.max_tokens << " tokens, update-freq " << opt.update_freq;
-    log_.open((fs::path(opt.save_dir) / "train_log.jsonl").string(), std::ios::app);
-    if (!log_) throw Error(opt.save_dir + "/train_log.jsonl: cannot open for writing");
+    if (comm_.size() > 1)
+      THOR_LOG("train") << "data parallel over " << comm_.size() << " ranks (" << comm_.backend() << "): "
+                        << comm_.size() * opt.update_freq << " batches per update, gradients summed in "
+                        << reducer_->buckets() << " buckets";
+    if (lead_) {
+      log_.open((fs::path(opt.save_dir) / "train_log.jsonl").string(), std::ios::app);
+      if (!log_) throw Error(opt.save_dir + "/train_log.jsonl: cannot open for writing");
+    }
+  }
+
+  // --expert-parallel: checks the layout and writes this rank's shard into cfg. True when
+  // the experts are sharded (more than one rank).
+  bool shard_experts(ModelConfig& cfg) {
+    if (!opt_.expert_parallel) return false;
+    const int64_t W = comm_.size();
+    if (cfg.num_experts <= 1) throw Error("--expert-parallel needs an expert model (--num-experts > 1)");
+    if (cfg.router != "thor" && cfg.router != "random")
+      throw Error("--expert-parallel: router '" + cfg.router +
+                  "' sends tokens to experts on other ranks (all-to-all), which thor does not do yet; routers thor "
+                  "and random shard their experts with no token traffic");
+    if (cfg.num_experts % W != 0)
+      throw Error("--expert-parallel: --num-experts " + std::to_string(cfg.num_experts) + " is not a multiple of the " +
+                  std::to_string(W) + " ranks");
+    if (cfg.router == "thor" && cfg.num_experts / W < 2)
+      throw Error("--expert-parallel with router thor needs at least two experts per rank (--num-experts " +
+                  std::to_string(cfg.num_experts) + " over " + std::to_string(W) +
+                  " ranks): with one, both passes would draw the same expert and the consistency loss would tie "
+                  "no two experts together");
+    if (W == 1) return false;
+    cfg.expert_shards = W;
+    cfg.expert_shard = comm_.rank();
+    return true;
+  }
+
+  bool is_sharded(const torch::Tensor& p) const { return sharded_.count(p.unsafeGetTensorImpl()) > 0; }
+
+  // This rank's rows of a whole-model tensor `whole` for the local parameter `p`.
+  torch::Tensor local_slice(const torch::Tensor& p, const torch::Tensor& whole) const {
+    if (!is_sharded(p)) return whole;
+    const auto& c = model_->config();
+    return whole.narrow(0, c.first_local_expert(), c.local_experts());
+  }
+
+  // The whole model's parameters and buffers -> this rank's (its experts' rows).
+  void copy_shard_from(Transformer& whole) {
+    torch::NoGradGuard ng;
+    const auto& c = model_->config();
+    auto mine = model_->named_parameters();
+    auto src = whole->named_parameters();
+    for (auto& kv : mine) {
+      auto from = src[kv.key()].to(kv.value().device());
+      if (from.sizes() != kv.value().sizes()) from = from.narrow(0, c.first_local_expert(), c.local_experts());
+      kv.value().copy_(from);
+    }
+    auto buf = whole->named_buffers();
+    for (auto& kv : model_->named_buffers())
+      if (auto* b = buf.find(kv.key())) kv.value().copy_(*b);
+  }
+
+  // Ranks that would train different things are refused before any work; then every rank
+  // starts from rank 0's parameters (the same seed gives the same ones: this makes sure).
+  void agree_and_share_start(const ModelConfig& cfg) {
+    if (opt_.bucket_cap_mb <= 0) throw Error("--bucket-cap-mb must be > 0");
+    const auto cap = static_cast<int64_t>(opt_.bucket_cap_mb * (1 << 20));
+    reducer_ = std::make_unique<dist::GradientReducer>(comm_, reduced_params_, cap, std::min<int64_t>(cap, 1 << 20));
+    if (comm_.size() == 1) return;
+    nlohmann::json args = opt_;
+    args.erase("save_dir");
+    nlohmann::json model_json = cfg;
+    comm_.require_agreement("the code version", THOR_VERSION_STRING);
+    comm_.require_agreement("the model configuration", model_json.dump());
+    comm_.require_agreement("the training options", args.dump());
+    comm_.require_agreement("the data (" + opt_.data_dir + ")",
+                            meta_json(meta_).dump() + " train " + std::to_string(train_.size()) + " pairs, " +
+                                std::to_string(train_.tgt_tok.size()) + " target tokens; valid " +
+                                std::to_string(valid_.size()));
+    comm_.require_agreement("the position resumed from", to_json(pos_).dump());
+    torch::NoGradGuard ng;
+    for (auto& p : model_->parameters())
+      if (!is_sharded(p)) comm_.broadcast(p.detach(), 0);  // (a rank's own experts are its own)
+    for (auto& b : model_->buffers()) comm_.broadcast(b, 0);
+    comm_.bytes_sent().clear();
   }
 
   nlohmann::json run() {
@@ -169,24 +304,42 @@ class Trainer {
     while (!stop()) {
       auto order = epoch_order(batches_.size(), opt_.seed, pos_.epoch);
       while (pos_.batch < static_cast<int64_t>(order.size()) && !stop()) {
-        int64_t end = std::min<int64_t>(pos_.batch + opt_.update_freq, static_cast<int64_t>(order.size()));
+        // the update's batches: the next W x update-freq of the global order; this rank's
+        // are the run [rank x update-freq, (rank + 1) x update-freq) of them
+        const int64_t per_rank = opt_.update_freq;
+        int64_t end = std::min<int64_t>(pos_.batch + per_rank * comm_.size(), static_cast<int64_t>(order.size()));
+        int64_t mine_begin = std::min(end, pos_.batch + per_rank * comm_.rank());
+        int64_t mine_end = std::min(end, mine_begin + per_rank);
         std::vector<std::vector<Batch>> group;  // each batch as the shards its workers run
-        int64_t ntok = 0;
+        std::vector<BatchDraws> draws;
+        int64_t ntok = 0;  // target tokens of the whole update, over all ranks
+        double src_tokens = 0, flops = 0;
         const auto& cfg = model_->config();
         for (int64_t i = pos_.batch; i < end; ++i) {
           RECORD_FUNCTION("thor::data", std::vector<c10::IValue>());
+          BatchDraws d;
+          d.experts = model_->draw_group_experts(two_pass_ ? 2 : 1);
+          d.seed = runtime::draw_seed();
+          ntok += target_tokens(train_, batches_[order[i]]);
+          if (i < mine_begin || i >= mine_end) continue;
+          draws.push_back(std::move(d));
           group.emplace_back();
           for (const auto& part : split_batch(train_, batches_[order[i]], workers_)) {
             auto b = collate(train_, part, cfg.pad_id, cfg.bos_id, cfg.eos_id);
-            ntok += b.ntokens;
-            int_src_tokens += b.src_tokens;
-            int_flops += training_flops(cfg, b.src.size(0), b.src.size(1), b.tgt_in.size(1), two_pass_);
+            src_tokens += static_cast<double>(b.src_tokens);
+            flops += training_flops(cfg, b.src.size(0), b.src.size(1), b.tgt_in.size(1), two_pass_);
             group.back().push_back(b.to(device_));
           }
         }
         if (opt_.profile_updates > 0 && pos_.num_updates == start_update_ + opt_.profile_start)
           profile_ = std::make_unique<OpProfile>();
-        auto [loss, nll, gnorm] = update(group, ntok);
+        auto [loss, nll, gnorm] = update(group, draws, ntok);
+        {
+          auto totals = torch::tensor({src_tokens, flops}, torch::kDouble);
+          comm_.allreduce_sum({totals});  // (alone: nothing)
+          int_src_tokens += static_cast<int64_t>(totals[0].item<double>());
+          int_flops += totals[1].item<double>();
+        }
         if (profile_ && pos_.num_updates + 1 == start_update_ + opt_.profile_start + opt_.profile_updates)
           finish_profile();
         pos_.batch = end;
@@ -194,7 +347,7 @@ class Trainer {
         validated_now = false;
         int_loss += loss, int_nll += nll, int_gnorm += gnorm, int_tokens += ntok, ++int_updates;
 
-        if (tty) {
+        if (tty && lead_) {
           std::fprintf(stderr, "\r[train] epoch %lld %3.0f%% | update %lld | loss %.3f | %s",
                        static_cast<long long>(pos_.epoch), 100.0 * pos_.batch / order.size(),
                        static_cast<long long>(pos_.num_updates), loss / ntok / kLn2, "      ");
@@ -210,6 +363,14 @@ class Trainer {
                               {"s_per_update", secs / int_updates}, {"gflop_s", int_flops / secs / 1e9},
                               {"rss_mb", runtime::current_rss_mb()},
                               {"elapsed_s", elapsed()}};
+          if (comm_.size() > 1) {
+            j["comm_exposed_s"] = reducer_->exposed_s() / int_updates;
+            j["comm_s"] = reducer_->comm_s() / int_updates;
+            reducer_->reset_timers();
+            for (auto& [kind, bytes] : comm_.bytes_sent()) j["sent_mb_" + kind] = bytes / 1e6 / int_updates;
+            comm_.bytes_sent().clear();
+          }
+          reduce_expert_stats();
           stats_.add_to(j, model_->expert_layer_names(), int_tokens);
           write_log(j, tty);
           interval_start = Clock::now();
@@ -237,9 +398,10 @@ class Trainer {
         }
       }
     }
-    if (tty) std::fprintf(stderr, "\n");
+    if (tty && lead_) std::fprintf(stderr, "\n");
     pos_.elapsed_s = elapsed();
     if (!validated_now) validate_and_save(false);
+    comm_.barrier();
     THOR_LOG("train") << "done: " << pos_.num_updates << " updates, " << pos_.elapsed_s << " s";
     return to_json(pos_);
   }
@@ -252,11 +414,24 @@ class Trainer {
   // finished (not as each backward ends), so a run is reproducible bit for bit for a given
   // number of workers. Returns the loss to report (CE, averaged over the two passes for
   // THOR) and accumulates expert statistics.
-  std::pair<double, double> forward_backward(const std::vector<Batch>& shards, int64_t ntok_update) {
+  // With `overlap` (one shard; the update's last batch of a distributed run) the backward
+  // pass accumulates into the parameters' gradients itself, and the reducer's hooks start
+  // each bucket's all-reduce as soon as its gradients are final.
+  std::pair<double, double> forward_backward(const std::vector<Batch>& shards, const BatchDraws& draws,
+                                             int64_t ntok_update, bool overlap) {
     const ObjectiveOptions o{opt_.label_smoothing, opt_.consistency_alpha, two_pass_};
-    const auto pinned = model_->draw_group_experts(two_pass_ ? 2 : 1);
-    const uint64_t seed = runtime::draw_seed();
+    const auto& pinned = draws.experts;
+    const uint64_t seed = draws.seed;
     std::vector<ObjectiveResult> res(shards.size());
+    if (overlap && shards.size() == 1) {
+      runtime::GeneratorScope rng(at::detail::createCPUGenerator(seed));
+      auto r = compute_objective(model_, shards[0], o, pinned);
+      reducer_->arm_overlap();
+      (r.loss / static_cast<double>(ntok_update)).backward();
+      r.loss = torch::Tensor();
+      res[0] = std::move(r);
+      return summarize(shards, res);
+    }
     std::vector<std::vector<torch::Tensor>> grads(shards.size());
     runtime::run_workers(static_cast<int64_t>(shards.size()), [&](int64_t s) {
       runtime::GeneratorScope rng(at::detail::createCPUGenerator(seed + static_cast<uint64_t>(s) * 0x9E3779B97F4A7C15ULL));
@@ -280,6 +455,11 @@ class Trainer {
       auto& grad = params_[i].mutable_grad();
       grad = grad.defined() ? grad.add_(sum) : sum;
     }
+    return summarize(shards, res);
+  }
+
+  // The batch's loss sums and its expert statistics (accumulated into stats_).
+  std::pair<double, double> summarize(const std::vector<Batch>& shards, const std::vector<ObjectiveResult>& res) {
     double ce = 0, nll = 0, ntok = 0;
     for (size_t s = 0; s < shards.size(); ++s) {
       ce += res[s].ce, nll += res[s].nll, ntok += static_cast<double>(shards[s].ntokens);
@@ -303,17 +483,26 @@ class Trainer {
     return {ce, nll};
   }
 
-  std::tuple<double, double, double> update(const std::vector<std::vector<Batch>>& group, int64_t ntok) {
+  std::tuple<double, double, double> update(const std::vector<std::vector<Batch>>& group,
+                                            const std::vector<BatchDraws>& draws, int64_t ntok) {
     optim_->zero_grad();
     double loss_sum = 0, nll_sum = 0;
-    for (const auto& b : group) {
-      auto [l, n] = forward_backward(b, ntok);
+    for (size_t i = 0; i < group.size(); ++i) {
+      const bool last = i + 1 == group.size();
+      auto [l, n] = forward_backward(group[i], draws[i], ntok, /*overlap=*/last && comm_.size() > 1 && opt_.overlap_comm);
       loss_sum += l;
       nll_sum += n;
     }
+    reducer_->finish();  // gradients summed over the ranks (nothing to do alone)
+    if (comm_.size() > 1) {
+      auto sums = torch::tensor({loss_sum, nll_sum}, torch::kDouble);
+      comm_.allreduce_sum({sums});
+      loss_sum = sums[0].item<double>(), nll_sum = sums[1].item<double>();
+    }
     // With no clipping the limit is infinite: the call then only measures the norm.
     double limit = opt_.clip_norm > 0 ? opt_.clip_norm : std::numeric_limits<double>::infinity();
-    double gnorm = torch::nn::utils::clip_grad_norm_(model_->parameters(), limit);
+    double gnorm = sharded_.empty() ? torch::nn::utils::clip_grad_norm_(model_->parameters(), limit)
+                                    : clip_global_norm(limit);
     if (!std::isfinite(gnorm)) {
       THOR_WARN("train") << "non-finite gradient norm at update " << pos_.num_updates + 1 << ", update skipped";
       optim_->zero_grad();
@@ -323,6 +512,10 @@ class Trainer {
       RECORD_FUNCTION("thor::optimizer", std::vector<c10::IValue>());
       optim_->step(sched_.at(pos_.num_updates));
     }
+    std::vector<torch::Tensor> router_stats;
+    for (auto& l : model_->expert_layers())
+      for (auto& t : l->router->update_statistics()) router_stats.push_back(t);
+    if (!router_stats.empty()) comm_.allreduce_sum(router_stats);
     for (auto& l : model_->expert_layers()) l->router->after_update();
     return {loss_sum, nll_sum, gnorm};
   }
@@ -336,7 +529,39 @@ class Trainer {
     profile_.reset();
   }
 
+  // Expert parallel: the norm of the whole model's gradient (replicated parameters once,
+  // every rank's own experts summed), and every gradient scaled as clip_grad_norm_ does.
+  double clip_global_norm(double limit) {
+    torch::NoGradGuard ng;
+    double replicated = 0;
+    auto own = torch::zeros({1}, torch::kDouble);
+    for (auto& p : model_->parameters()) {
+      if (!p.grad().defined()) continue;
+      double sq = p.grad().to(torch::kDouble).pow(2).sum().item<double>();
+      if (is_sharded(p)) own += sq;
+      else replicated += sq;
+    }
+    comm_.allreduce_sum({own});
+    const double norm = std::sqrt(replicated + own.item<double>());
+    const double coef = limit / (norm + 1e-6);
+    if (std::isfinite(norm) && coef < 1)
+      for (auto& p : model_->parameters())
+        if (p.grad().defined()) p.mutable_grad().mul_(coef);
+    return norm;
+  }
+
+  // Every rank's expert statistics of the interval, summed (shares are per batch).
+  void reduce_expert_stats() {
+    if (comm_.size() == 1 || stats_.share.empty()) return;
+    std::vector<torch::Tensor> t = stats_.share;
+    t.push_back(torch::tensor({stats_.consistency, static_cast<double>(stats_.batches)}, torch::kDouble));
+    comm_.allreduce_sum(t);
+    stats_.consistency = t.back()[0].item<double>();
+    stats_.batches = static_cast<int64_t>(t.back()[1].item<double>());
+  }
+
   void write_log(const nlohmann::json& j, bool tty) {
+    if (!lead_) return;
     log_ << j.dump() << '\n';
     log_.flush();
     if (tty) std::fprintf(stderr, "\n");
@@ -349,15 +574,25 @@ class Trainer {
     // resumed run would diverge from an uninterrupted one.
     auto rng_state = runtime::cpu_rng_state();
     model_->eval();
+    // split over the ranks (batch i on rank i mod W, a contiguous run of BLEU sentences each)
+    // and the sums reduced: the numbers of a one-process validation
     double loss = 0, nll = 0;
     int64_t ntok = 0;
-    for (auto& idx : valid_batches_) {
+    for (size_t i = static_cast<size_t>(comm_.rank()); i < valid_batches_.size(); i += static_cast<size_t>(comm_.size())) {
+      const auto& idx = valid_batches_[i];
+      // random experts drawn per batch from its own generator: the same on any number of ranks
+      runtime::GeneratorScope batch_rng(at::detail::createCPUGenerator(opt_.seed * 0x9E3779B97F4A7C15ULL + i));
       auto b = collate(valid_, idx, model_->config().pad_id, model_->config().bos_id, model_->config().eos_id).to(device_);
       auto res = label_smoothed_nll(model_->forward(b.src, b.tgt_in), b.tgt_out, opt_.label_smoothing,
                                     model_->config().pad_id);
       loss += res.loss.item<double>();
       nll += res.nll.item<double>();
       ntok += b.ntokens;
+    }
+    if (comm_.size() > 1) {
+      auto sums = torch::tensor({loss, nll, static_cast<double>(ntok)}, torch::kDouble);
+      comm_.allreduce_sum({sums});
+      loss = sums[0].item<double>(), nll = sums[1].item<double>(), ntok = static_cast<int64_t>(sums[2].item<double>());
     }
     nlohmann::json j = {{"update", pos_.num_updates}, {"epoch", pos_.epoch},
                         {"valid_loss", loss / std::max<int64_t>(1, ntok) / kLn2},
@@ -369,23 +604,36 @@ class Trainer {
       to.search.lenpen = opt_.eval_lenpen;
       to.search.max_len_a = 1.2;
       to.search.max_len_b = 10;
-      auto tr = translate_lines(model_, vocab_, valid_src_, to, device_);
+      const size_t n = valid_src_.size(), w = static_cast<size_t>(comm_.size()), r = static_cast<size_t>(comm_.rank());
+      const size_t from = n * r / w, to_line = n * (r + 1) / w;
+      std::vector<std::string> src(valid_src_.begin() + from, valid_src_.begin() + to_line);
+      std::vector<std::string> refs(valid_ref_.begin() + from, valid_ref_.begin() + to_line);
       std::vector<std::string> hyps;
-      for (auto& t : tr) hyps.push_back(t.front().text);
-      auto bleu = corpus_bleu(hyps, valid_ref_);
+      if (!src.empty())
+        for (auto& t : translate_lines(model_, vocab_, src, to, device_)) hyps.push_back(t.front().text);
+      auto stats = bleu_stats(hyps, refs);
+      if (comm_.size() > 1) {
+        auto v = stats.to_vector();
+        auto t = torch::tensor(v, torch::kDouble);
+        comm_.allreduce_sum({t});
+        stats = BleuStats::from_vector(std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel()));
+      }
+      auto bleu = bleu_from_stats(stats);
       j["valid_bleu"] = bleu.score;
       metric = bleu.score;
     }
     bool improved = !pos_.has_best || metric > pos_.best;
     if (improved) pos_.best = metric, pos_.has_best = true;
     j["best"] = pos_.best;
-    if (tty) std::fprintf(stderr, "\n");
-    if (!model_->expert_layers().empty()) THOR_LOG("experts") << load_summary();
-    log_ << j.dump() << '\n';
-    log_.flush();
-    THOR_LOG("valid") << j.dump();
     model_->train();
     runtime::set_cpu_rng_state(rng_state);
+    if (lead_) {
+      if (tty) std::fprintf(stderr, "\n");
+      if (!model_->expert_layers().empty()) THOR_LOG("experts") << load_summary();
+      log_ << j.dump() << '\n';
+      log_.flush();
+      THOR_LOG("valid") << j.dump();
+    }
     if (improved) save({last_path_, (fs::path(opt_.save_dir) / "checkpoint_best.pt").string()});
     else save({last_path_});
   }
@@ -409,17 +657,62 @@ class Trainer {
   }
 
   // One serialisation, written durably under every name in `paths`, in order.
+  // Called on every rank; rank 0 writes. Expert parallel: the experts and their optimizer
+  // moments are gathered into one whole model first, so the checkpoint is that of one
+  // process (translate reads it unchanged; it resumes on any number of ranks).
   void save(const std::vector<std::string>& paths) {
     CheckpointExtras ex;
     nlohmann::json args = opt_;
     ex.train_state = {{"position", to_json(pos_)}, {"args", args}, {"meta", meta_json(meta_)}};
-    ex.optimizer = optim_.get();
-    const std::string bytes = serialize_checkpoint(model_, vocab_, ex);
+    std::string bytes;
+    if (sharded_.empty()) {
+      if (!lead_) return;
+      ex.optimizer = optim_.get();
+      bytes = serialize_checkpoint(model_, vocab_, ex);
+    } else {
+      auto [whole, whole_adam] = gather_whole();
+      if (!lead_) return;
+      ex.optimizer = whole_adam.get();
+      bytes = serialize_checkpoint(whole, vocab_, ex);
+    }
     for (const auto& p : paths) write_file_durably(p, bytes);
+  }
+
+  // The whole model and its optimizer state on rank 0 (null elsewhere), from every rank's experts.
+  std::pair<Transformer, std::unique_ptr<Adam>> gather_whole() {
+    torch::NoGradGuard ng;
+    auto mine = model_->parameters();
+    std::vector<std::array<torch::Tensor, 3>> gathered(mine.size());  // value, exp_avg, exp_avg_sq
+    for (size_t i = 0; i < mine.size(); ++i) {
+      if (!is_sharded(mine[i])) continue;
+      const torch::Tensor parts[3] = {mine[i].detach(), optim_->exp_avg(i), optim_->exp_avg_sq(i)};
+      for (int k = 0; k < 3; ++k) gathered[i][k] = torch::cat(comm_.allgather(parts[k].to(torch::kCPU)), 0);
+    }
+    if (!lead_) return {Transformer(nullptr), nullptr};
+    ModelConfig whole_cfg = model_->config();
+    whole_cfg.expert_shards = 1, whole_cfg.expert_shard = 0;
+    auto rng = runtime::cpu_rng_state();  // building a model draws its initial values: not from the run's stream
+    Transformer whole(whole_cfg);
+    runtime::set_cpu_rng_state(rng);
+    auto dst = whole->parameters();
+    auto adam = std::make_unique<Adam>(dst, AdamOptions{});
+    adam->set_steps(optim_->steps());
+    for (size_t i = 0; i < mine.size(); ++i) {
+      const bool own = is_sharded(mine[i]);
+      dst[i].copy_(own ? gathered[i][0] : mine[i].detach().to(torch::kCPU));
+      adam->exp_avg(i).copy_(own ? gathered[i][1] : optim_->exp_avg(i).to(torch::kCPU));
+      adam->exp_avg_sq(i).copy_(own ? gathered[i][2] : optim_->exp_avg_sq(i).to(torch::kCPU));
+    }
+    auto bufs = whole->buffers(), my_bufs = model_->buffers();
+    for (size_t i = 0; i < bufs.size() && i < my_bufs.size(); ++i) bufs[i].copy_(my_bufs[i].to(torch::kCPU));
+    return {whole, std::move(adam)};
   }
 
   TrainOptions opt_;
   torch::Device device_;
+  dist::Communicator& comm_;
+  bool lead_ = true;  // rank 0: writes the log and the checkpoints
+  std::unique_ptr<dist::GradientReducer> reducer_;
   DatasetMeta meta_;
   Vocab vocab_;
   Dataset train_, valid_;
@@ -434,6 +727,8 @@ class Trainer {
   bool two_pass_ = false;
   int64_t workers_ = 1;                // shards of every batch run at once
   std::vector<torch::Tensor> params_;  // the parameters gradients go to
+  std::vector<torch::Tensor> reduced_params_;  // those summed over the ranks (not this rank's own experts)
+  std::set<const c10::TensorImpl*> sharded_;
 
   // Expert statistics accumulated between two log lines.
   struct ExpertStatsAcc {
@@ -474,12 +769,14 @@ class Trainer {
 
 }  // namespace
 
-nlohmann::json train(const TrainOptions& opt, ModelConfig model_cfg) {
+nlohmann::json train(const TrainOptions& opt, ModelConfig model_cfg, dist::Communicator* comm) {
   if (opt.max_tokens <= 0) throw Error("--max-tokens must be > 0");
   if (opt.update_freq <= 0) throw Error("--update-freq must be > 0");
   if (opt.log_interval <= 0) throw Error("--log-interval must be > 0");
   if (opt.workers < 0) throw Error("--workers must be >= 0 (0 = one per thread on the CPU)");
-  Trainer t(opt, std::move(model_cfg));
+  std::unique_ptr<dist::Communicator> alone;
+  if (!comm) alone = dist::local_communicator(), comm = alone.get();
+  Trainer t(opt, std::move(model_cfg), *comm);
   return t.run();
 }
 

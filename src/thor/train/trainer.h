@@ -12,6 +12,10 @@
 
 #include "thor/common/config.h"
 
+namespace thor::dist {
+class Communicator;
+}
+
 namespace thor {
 
 struct TrainOptions {
@@ -40,12 +44,24 @@ struct TrainOptions {
   double eval_lenpen = 1.0;
   uint64_t seed = 1;
   bool resume = false;
+  // distributed: start each gradient bucket's all-reduce from the backward pass (hooks)
+  bool overlap_comm = true;
+  // distributed, routers thor/random: every rank holds num_experts / ranks experts of every
+  // expert layer and draws among its own (no token leaves its rank)
+  bool expert_parallel = false;
+  double bucket_cap_mb = 25;  // gradient bucket size (DDP's bucket_cap_mb; the first bucket 1 MB)
   bool progress = true;  // progress bar when stderr is a terminal
 };
 
 void to_json(nlohmann::json& j, const TrainOptions& o);
 
-// Trains and returns the final trainer state (num_updates, best, ...).
-nlohmann::json train(const TrainOptions& opt, ModelConfig model_cfg);
+// Trains and returns the final trainer state (num_updates, best, ...). With a
+// communicator of W ranks (dist/communicator.h), every update takes the next W x
+// update_freq batches of the one global batch order, rank r the r-th run of update_freq
+// of them, and sums the gradients over the ranks: the same update as one process with
+// update_freq W x update_freq (and the same expert draws and dropout seeds per batch).
+// Rank 0 alone writes the log and the checkpoints; the position in the data is global, so
+// a checkpoint resumes on any number of ranks. Null: this process alone.
+nlohmann::json train(const TrainOptions& opt, ModelConfig model_cfg, dist::Communicator* comm = nullptr);
 
 }  // namespace thor
