@@ -6,7 +6,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PKGS=(
   build-essential cmake ninja-build
-  libtorch-dev libgloo-dev
+  libtorch-dev libgloo-dev openmpi-bin
   libopenblas0-openmp
   libsentencepiece-dev sentencepiece
   libgtest-dev libgmock-dev

@@ -4,6 +4,7 @@
 
 #include "fixtures.h"
 #include "thor/common/error.h"
+#include "thor/common/file_io.h"
 #include "thor/data/prepare.h"
 #include "thor/train/checkpoint.h"
 #include "thor/train/trainer.h"
@@ -148,6 +149,33 @@ TEST(Checkpoint, ResumeNeverStartsFreshBesideCheckpoints) {
   auto empty = thor::testing::temp_dir("ckpt_resume_empty");
   EXPECT_EQ(thor::find_resume_checkpoint(empty.string()), "");
   EXPECT_EQ(thor::find_resume_checkpoint((empty / "absent").string()), "");
+}
+
+// Checkpoints stream to their first name and the others are names of the same file; a
+// later save of one name replaces that name only. An abandoned write leaves nothing.
+TEST(Checkpoint, DurableFilesAndSecondNames) {
+  auto dir = thor::testing::temp_dir("ckpt_durable");
+  {
+    thor::DurableFile f((dir / "a").string());
+    f.write("first", 5);
+    f.commit();
+  }
+  thor::link_durably((dir / "a").string(), (dir / "b").string());
+  EXPECT_EQ(thor::testing::read_file(dir / "b"), std::vector<std::string>{"first"});
+  {
+    thor::DurableFile f((dir / "a").string());
+    f.write("second", 6);
+    f.commit();
+  }
+  EXPECT_EQ(thor::testing::read_file(dir / "a"), std::vector<std::string>{"second"});
+  EXPECT_EQ(thor::testing::read_file(dir / "b"), std::vector<std::string>{"first"});
+  {
+    thor::DurableFile f((dir / "a").string());
+    f.write("half", 4);  // never committed
+  }
+  EXPECT_EQ(thor::testing::read_file(dir / "a"), std::vector<std::string>{"second"});
+  EXPECT_FALSE(fs::exists(dir / "a.tmp"));
+  EXPECT_THROW(thor::DurableFile((dir / "no" / "such" / "dir").string()), thor::Error);
 }
 
 TEST(Checkpoint, NotACheckpointIsAnError) {

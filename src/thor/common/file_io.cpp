@@ -30,38 +30,81 @@ void sync_directory(const std::string& path) {
 }
 }  // namespace
 
-void write_file_durably(const std::string& path, std::string_view bytes) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail(tmp, "create", errno);
-  auto abandon = [&](const char* what, int err) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    fail(tmp, what, err);
-  };
-  const char* p = bytes.data();
-  size_t left = bytes.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
-    if (n < 0) {
+DurableFile::DurableFile(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp") {
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail(tmp_, "create", errno);
+}
+
+DurableFile::~DurableFile() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    ::unlink(tmp_.c_str());
+  }
+}
+
+void DurableFile::write(const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t k = ::write(fd_, p, n);
+    if (k < 0) {
       if (errno == EINTR) continue;
-      abandon("write", errno);
+      int err = errno;
+      ::close(fd_), fd_ = -1;
+      ::unlink(tmp_.c_str());
+      fail(tmp_, "write", err);
     }
-    p += n;
-    left -= static_cast<size_t>(n);
+    p += k;
+    n -= static_cast<size_t>(k);
   }
-  if (::fsync(fd) != 0) abandon("sync", errno);
-  if (::close(fd) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    fail(tmp, "close", err);
+}
+
+void DurableFile::commit() {
+  int err = 0;
+  if (::fsync(fd_) != 0) err = errno;
+  if (::close(fd_) != 0 && err == 0) err = errno;
+  fd_ = -1;
+  if (err != 0) {
+    ::unlink(tmp_.c_str());
+    fail(tmp_, "sync", err);
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    fail(path, ("rename " + tmp + " to it").c_str(), err);
+  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    err = errno;
+    ::unlink(tmp_.c_str());
+    fail(path_, ("rename " + tmp_ + " to it").c_str(), err);
   }
-  sync_directory(path);
+  sync_directory(path_);
+}
+
+void link_durably(const std::string& from, const std::string& to) {
+  const std::string tmp = to + ".tmp";
+  ::unlink(tmp.c_str());
+  if (::link(from.c_str(), tmp.c_str()) == 0) {
+    if (std::rename(tmp.c_str(), to.c_str()) != 0) {
+      int err = errno;
+      ::unlink(tmp.c_str());
+      fail(to, ("rename " + tmp + " to it").c_str(), err);
+    }
+    sync_directory(to);
+    return;
+  }
+  // no hard links here: a streamed copy
+  int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) fail(from, "open", errno);
+  DurableFile out(to);
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(in, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(in);
+      fail(from, "read", err);
+    }
+    if (n == 0) break;
+    out.write(buf, static_cast<size_t>(n));
+  }
+  ::close(in);
+  out.commit();
 }
 
 }  // namespace thor

@@ -3,12 +3,29 @@
 // NAME, the directory fsync'ed).
 #pragma once
 #include <string>
-#include <string_view>
 
 namespace thor {
 
-// Throws Error naming the file and the system's reason (e.g. "No space left on device");
-// on failure NAME is left as it was and NAME.tmp is removed.
-void write_file_durably(const std::string& path, std::string_view bytes);
+// Written in pieces with write(), then commit(). Errors throw Error naming the file and the
+// system's reason (e.g. "No space left on device"); on failure, or destroyed uncommitted (an
+// exception on the way), NAME.tmp is removed and NAME left as it was.
+class DurableFile {
+ public:
+  explicit DurableFile(std::string path);
+  ~DurableFile();
+  DurableFile(const DurableFile&) = delete;
+  DurableFile& operator=(const DurableFile&) = delete;
+  void write(const void* data, size_t n);
+  void commit();
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+};
+
+// Makes `to` a durable second name of the committed file `from` (a hard link renamed into
+// place; a streamed copy where the file system has no hard links). A later write of either
+// name replaces that name only (rename gives it a new file).
+void link_durably(const std::string& from, const std::string& to);
 
 }  // namespace thor

@@ -105,6 +105,7 @@ torch::Tensor ExpertFFNImpl::dispatch(const torch::Tensor& x2, const Routing& r)
     }
     return out;
   }
+  if (exchange_ && exchange_->ranks() > 1) return dispatch_remote(x2, r);
   const int64_t k = r.expert.size(1);
   auto flat_e = r.expert.reshape({-1});                                                   // [N*k]
   auto flat_w = r.weight.reshape({-1});                                                   // [N*k]
@@ -120,12 +121,43 @@ torch::Tensor ExpertFFNImpl::dispatch(const torch::Tensor& x2, const Routing& r)
   return out;
 }
 
+torch::Tensor ExpertFFNImpl::dispatch_remote(const torch::Tensor& x2, const Routing& r) {
+  const int64_t N = x2.size(0), k = r.expert.size(1), L = local_experts();
+  const int W = exchange_->ranks();
+  auto flat_e = r.expert.reshape({-1}).to(torch::kCPU);                        // [N*k]
+  auto token = torch::arange(N, torch::kLong).repeat_interleave(k);            // [N*k]
+  auto kept = (flat_e >= 0).nonzero().squeeze(1);                              // slots routed somewhere
+  // by expert id: the experts of rank r are the r-th run of L ids, so this also groups by rank
+  auto order = std::get<1>(flat_e.index_select(0, kept).sort(/*stable=*/true, 0, false));
+  auto slots = kept.index_select(0, order);                                    // [S]
+  auto expert_of = flat_e.index_select(0, slots);                              // [S]
+  std::vector<int64_t> send(static_cast<size_t>(W), 0);
+  {
+    auto* e = expert_of.data_ptr<int64_t>();
+    for (int64_t i = 0; i < expert_of.numel(); ++i) ++send[static_cast<size_t>(e[i] / L)];
+  }
+  auto recv = exchange_counts(*exchange_, send);
+  auto tok = token.index_select(0, slots).to(x2.device());
+  auto x_recv = alltoall_rows(*exchange_, x2.index_select(0, tok), send, recv);  // [R, d] for my experts
+  auto e_recv = exchange_->alltoall(expert_of.view({-1, 1}), send, recv).view({-1});
+  auto y_recv = torch::zeros_like(x_recv);
+  for (int64_t le = 0; le < L; ++le) {
+    auto rows = (e_recv == first_ + le).nonzero().squeeze(1).to(x2.device());
+    if (rows.numel() == 0) continue;
+    y_recv = y_recv.index_add(0, rows, expert_forward(x_recv.index_select(0, rows), first_ + le));
+  }
+  auto y = alltoall_rows(*exchange_, y_recv, recv, send);                      // [S, d], in the order sent
+  auto w = r.weight.reshape({-1}).index_select(0, slots.to(r.weight.device())).unsqueeze(1);
+  return torch::zeros_like(x2).index_add(0, tok, y * w);
+}
+
 torch::Tensor ExpertFFNImpl::forward(const torch::Tensor& x, const torch::Tensor& tokens, const RoutingContext& ctx) {
   const int64_t B = x.size(0), T = x.size(1), d = x.size(2), E = experts();
   auto x2 = x.reshape({B * T, d});
   if (E == 1) return expert_forward(x2, 0).view({B, T, d});
 
   RouterInput in;
+  in.exchange = exchange_;
   in.x = x2;
   in.tokens = tokens.reshape({-1});
   in.valid = in.tokens.ne(pad_);

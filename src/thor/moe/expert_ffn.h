@@ -60,8 +60,14 @@ class ExpertFFNImpl : public torch::nn::Module {
   torch::Tensor expert_forward(const torch::Tensor& x2, int64_t e);
   // Sparse dispatch of x2 [N, d] by a routing decision.
   torch::Tensor dispatch(const torch::Tensor& x2, const Routing& r);
+  // Expert parallel with a gated router: the experts of other ranks are reached through
+  // `ex` (tokens sent to their expert's rank and back, forward and backward); null = all here.
+  void set_exchange(TokenExchange* ex) { exchange_ = ex; }
 
  private:
+  // tokens of experts held elsewhere: to their rank, through the expert, back ([N, d] out)
+  torch::Tensor dispatch_remote(const torch::Tensor& x2, const Routing& r);
+  TokenExchange* exchange_ = nullptr;
   DerivedCache merged_;  // the averaged expert for --expert-select merge, without autograd
   int64_t experts_ = 1, first_ = 0;  // the model's experts; the first one held here
   int64_t moe_index_;

@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "thor/common/config.h"
+#include "thor/moe/exchange.h"
 
 namespace thor {
 
@@ -20,6 +21,9 @@ struct RouterInput {
   torch::Tensor valid;   // [N] bool, false for padding
   int64_t rows = 1;      // B
   int64_t groups = 1;    // rows split into equal groups with independent draws (THOR's 2 passes)
+  // Expert parallel: the other ranks' tokens of the same step. Capacity and the balance
+  // loss's statistics are then those of the global batch (every rank's tokens, rank order).
+  TokenExchange* exchange = nullptr;
 };
 
 struct Routing {
@@ -64,6 +68,19 @@ std::vector<std::string> router_names();
 // expert in slot column `slot`, marking the rest -1. `used` [E] counts slots already
 // taken by earlier columns and is updated.
 void apply_capacity(torch::Tensor& expert, int64_t slot, int64_t capacity, std::vector<int64_t>& used);
+
+// Capacity over the global batch of an expert-parallel step, slot by slot as in one process
+// over all ranks' tokens in rank order: `factor`, top-k `k`, valid tokens of this rank.
+// Without an exchange (or alone) the single-process capacity of this batch.
+void apply_global_capacity(torch::Tensor& expert, double factor, int64_t k, int64_t experts,
+                           int64_t n_valid, TokenExchange* ex);
+
+// Switch's load-balancing loss alpha * E * sum_e f_e P_e; with an exchange f and the
+// normaliser come from the global batch and this rank's share of P carries the gradient
+// (the ranks' parts sum to the global loss; each part is scaled by global / local tokens,
+// as the objective weights it by this rank's tokens).
+torch::Tensor load_balancing_loss(const torch::Tensor& probs, const torch::Tensor& top1, const torch::Tensor& valid,
+                                  int64_t experts, double alpha, TokenExchange* ex = nullptr);
 
 // Mean over valid tokens of logsumexp(logits)^2 (ST-MoE router z-loss).
 torch::Tensor router_z_loss(const torch::Tensor& logits, const torch::Tensor& valid);

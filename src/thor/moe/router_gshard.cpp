@@ -19,7 +19,7 @@ Routing GShardRouterImpl::route(const RouterInput& in) {
   auto g = std::get<0>(top), e = std::get<1>(top);  // [N, 2]
   auto w = g / g.sum(-1, true).clamp_min(1e-9);     // renormalised
   Routing r;
-  r.aux["balance"] = load_balancing_loss(probs, e.select(1, 0), in.valid, experts_, balance_alpha_);
+  r.aux["balance"] = load_balancing_loss(probs, e.select(1, 0), in.valid, experts_, balance_alpha_, in.exchange);
   if (z_loss_ > 0) r.aux["z"] = z_loss_ * router_z_loss(logits, in.valid);
   auto expert = e.masked_fill(in.valid.logical_not().unsqueeze(1), -1).clone();
   torch::NoGradGuard ng;
@@ -31,12 +31,7 @@ Routing GShardRouterImpl::route(const RouterInput& in) {
   }
   int64_t n_valid = in.valid.sum().item<int64_t>();
   double cf = is_training() ? capacity_factor_ : eval_capacity_factor_;
-  if (cf > 0) {
-    std::vector<int64_t> used(experts_, 0);
-    int64_t cap = expert_capacity(cf, n_valid, 2, experts_);
-    apply_capacity(expert, 0, cap, used);
-    apply_capacity(expert, 1, cap, used);
-  }
+  if (cf > 0) apply_global_capacity(expert, cf, 2, experts_, n_valid, in.exchange);
   r.expert = expert;
   r.weight = w.to(in.x.dtype());
   return r;

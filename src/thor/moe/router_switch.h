@@ -17,8 +17,4 @@ class SwitchRouterImpl : public RouterImpl {
   double capacity_factor_, eval_capacity_factor_, balance_alpha_, z_loss_;
 };
 
-// alpha * E * sum_i f_i * P_i over valid tokens; f from `top1` [N], P from probs [N, E].
-torch::Tensor load_balancing_loss(const torch::Tensor& probs, const torch::Tensor& top1,
-                                  const torch::Tensor& valid, int64_t experts, double alpha);
-
 }  // namespace thor

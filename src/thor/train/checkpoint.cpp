@@ -52,7 +52,9 @@ torch::serialize::InputArchive open_archive(const std::string& path) {
 }
 }  // namespace
 
-std::string serialize_checkpoint(Transformer& model, const Vocab& vocab, const CheckpointExtras& extras) {
+void save_checkpoint(const std::vector<std::string>& paths, Transformer& model, const Vocab& vocab,
+                     const CheckpointExtras& extras) {
+  if (paths.empty()) return;
   torch::serialize::OutputArchive ar;
   ar.write("format", string_tensor(kFormat));
   nlohmann::json cfg = model->config();
@@ -68,14 +70,18 @@ std::string serialize_checkpoint(Transformer& model, const Vocab& vocab, const C
     ar.write("optimizer", opt);
   }
   if (extras.save_rng) ar.write("rng", runtime::cpu_rng_state());
-  std::ostringstream os;
-  ar.save_to(os);
-  return os.str();
+  DurableFile out(paths.front());
+  ar.save_to([&](const void* data, size_t n) -> size_t {
+    out.write(data, n);
+    return n;
+  });
+  out.commit();
+  for (size_t i = 1; i < paths.size(); ++i) link_durably(paths.front(), paths[i]);
 }
 
 void save_checkpoint(const std::string& path, Transformer& model, const Vocab& vocab,
                      const CheckpointExtras& extras) {
-  write_file_durably(path, serialize_checkpoint(model, vocab, extras));
+  save_checkpoint(std::vector<std::string>{path}, model, vocab, extras);
 }
 
 nlohmann::json read_train_state(const std::string& path) {

@@ -22,9 +22,10 @@ struct CheckpointExtras {
   bool save_rng = true;
 };
 
-// The checkpoint's bytes, to be written with write_file_durably (common/file_io.h).
-std::string serialize_checkpoint(Transformer& model, const Vocab& vocab, const CheckpointExtras& extras);
-
+// Streamed durably to paths[0] (common/file_io.h), the other paths made names of the same
+// file: one serialisation, no copy of the checkpoint in memory.
+void save_checkpoint(const std::vector<std::string>& paths, Transformer& model, const Vocab& vocab,
+                     const CheckpointExtras& extras);
 void save_checkpoint(const std::string& path, Transformer& model, const Vocab& vocab,
                      const CheckpointExtras& extras);
 

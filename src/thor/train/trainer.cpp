@@ -100,6 +100,29 @@ struct BatchDraws {
   uint64_t seed = 0;
 };
 
+// The expert layers' token exchange (moe/exchange.h) over the run's communicator.
+class CommExchange : public TokenExchange {
+ public:
+  explicit CommExchange(dist::Communicator& comm) : comm_(comm) {}
+  int ranks() const override { return comm_.size(); }
+  int rank() const override { return comm_.rank(); }
+  torch::Tensor alltoall(const torch::Tensor& input, const std::vector<int64_t>& send,
+                         const std::vector<int64_t>& recv) override {
+    auto in = input.contiguous();
+    int64_t rows = 0;
+    for (auto n : recv) rows += n;
+    std::vector<int64_t> shape = in.sizes().vec();
+    shape[0] = rows;
+    auto out = torch::empty(shape, in.options());
+    comm_.alltoall(out, in, recv, send);
+    return out;
+  }
+  torch::Tensor allgather(const torch::Tensor& t) override { return torch::stack(comm_.allgather(t.contiguous())); }
+
+ private:
+  dist::Communicator& comm_;
+};
+
 class Trainer {
  public:
   Trainer(const TrainOptions& opt, ModelConfig cfg, dist::Communicator& comm)
@@ -150,6 +173,14 @@ class Trainer {
     // One worker per intra-op thread on the CPU: a 4096-token product keeps one core busy,
     // but two threads per product leave ~30 % idle (small operations, barriers).
     workers_ = opt.workers > 0 ? opt.workers : (device_.is_cpu() ? at::get_num_threads() : 1);
+    if (gated_ep_) {
+      // every rank must run the same collectives in the same order: one shard per rank
+      if (workers_ != 1)
+        throw Error("--expert-parallel with router " + cfg.router + " exchanges tokens in every forward: use --workers 1 (" +
+                    std::to_string(workers_) + " asked)");
+      exchange_ = std::make_unique<CommExchange>(comm_);
+      for (auto l : model_->expert_layers()) l->set_exchange(exchange_.get());
+    }
     for (auto& l : model_->expert_layers())
       if (cfg.expert_shards > 1)
         for (auto* t : {&l->w1, &l->b1, &l->w2, &l->b2}) sharded_.insert(t->unsafeGetTensorImpl());
@@ -215,10 +246,6 @@ class Trainer {
     if (!opt_.expert_parallel) return false;
     const int64_t W = comm_.size();
     if (cfg.num_experts <= 1) throw Error("--expert-parallel needs an expert model (--num-experts > 1)");
-    if (cfg.router != "thor" && cfg.router != "random")
-      throw Error("--expert-parallel: router '" + cfg.router +
-                  "' sends tokens to experts on other ranks (all-to-all), which thor does not do yet; routers thor "
-                  "and random shard their experts with no token traffic");
     if (cfg.num_experts % W != 0)
       throw Error("--expert-parallel: --num-experts " + std::to_string(cfg.num_experts) + " is not a multiple of the " +
                   std::to_string(W) + " ranks");
@@ -228,6 +255,7 @@ class Trainer {
                   " ranks): with one, both passes would draw the same expert and the consistency loss would tie "
                   "no two experts together");
     if (W == 1) return false;
+    gated_ep_ = cfg.router != "thor" && cfg.router != "random";
     cfg.expert_shards = W;
     cfg.expert_shard = comm_.rank();
     return true;
@@ -307,6 +335,12 @@ class Trainer {
         // the update's batches: the next W x update-freq of the global order; this rank's
         // are the run [rank x update-freq, (rank + 1) x update-freq) of them
         const int64_t per_rank = opt_.update_freq;
+        if (gated_ep_ && pos_.batch + per_rank * comm_.size() > static_cast<int64_t>(order.size())) {
+          // tokens cross ranks in every forward, so every rank needs its batches: the epoch's
+          // last batches that cannot fill every rank are left out
+          pos_.batch = static_cast<int64_t>(order.size());
+          break;
+        }
         int64_t end = std::min<int64_t>(pos_.batch + per_rank * comm_.size(), static_cast<int64_t>(order.size()));
         int64_t mine_begin = std::min(end, pos_.batch + per_rank * comm_.rank());
         int64_t mine_end = std::min(end, mine_begin + per_rank);
@@ -568,57 +602,73 @@ class Trainer {
     THOR_LOG("train") << j.dump();
   }
 
-  void validate_and_save(bool tty) {
-    torch::NoGradGuard ng;
-    // Validation may draw random experts; it must not shift the training RNG stream, or a
-    // resumed run would diverge from an uninterrupted one.
-    auto rng_state = runtime::cpu_rng_state();
-    model_->eval();
-    // split over the ranks (batch i on rank i mod W, a contiguous run of BLEU sentences each)
-    // and the sums reduced: the numbers of a one-process validation
-    double loss = 0, nll = 0;
-    int64_t ntok = 0;
-    for (size_t i = static_cast<size_t>(comm_.rank()); i < valid_batches_.size(); i += static_cast<size_t>(comm_.size())) {
-      const auto& idx = valid_batches_[i];
+  // Validation sums of the part `part` of `parts` (loss batches round-robin, BLEU
+  // sentences in contiguous runs): [loss, nll, target tokens, 10 BLEU statistics].
+  std::vector<double> validation_sums(Transformer& m, size_t parts, size_t part) {
+    double loss = 0, nll = 0, ntok = 0;
+    const auto& c = m->config();
+    for (size_t i = part; i < valid_batches_.size(); i += parts) {
       // random experts drawn per batch from its own generator: the same on any number of ranks
       runtime::GeneratorScope batch_rng(at::detail::createCPUGenerator(opt_.seed * 0x9E3779B97F4A7C15ULL + i));
-      auto b = collate(valid_, idx, model_->config().pad_id, model_->config().bos_id, model_->config().eos_id).to(device_);
-      auto res = label_smoothed_nll(model_->forward(b.src, b.tgt_in), b.tgt_out, opt_.label_smoothing,
-                                    model_->config().pad_id);
+      auto b = collate(valid_, valid_batches_[i], c.pad_id, c.bos_id, c.eos_id).to(device_);
+      auto res = label_smoothed_nll(m->forward(b.src, b.tgt_in), b.tgt_out, opt_.label_smoothing, c.pad_id);
       loss += res.loss.item<double>();
       nll += res.nll.item<double>();
-      ntok += b.ntokens;
+      ntok += static_cast<double>(b.ntokens);
     }
-    if (comm_.size() > 1) {
-      auto sums = torch::tensor({loss, nll, static_cast<double>(ntok)}, torch::kDouble);
-      comm_.allreduce_sum({sums});
-      loss = sums[0].item<double>(), nll = sums[1].item<double>(), ntok = static_cast<int64_t>(sums[2].item<double>());
-    }
-    nlohmann::json j = {{"update", pos_.num_updates}, {"epoch", pos_.epoch},
-                        {"valid_loss", loss / std::max<int64_t>(1, ntok) / kLn2},
-                        {"valid_nll", nll / std::max<int64_t>(1, ntok) / kLn2}, {"elapsed_s", pos_.elapsed_s}};
-    double metric = -loss / std::max<int64_t>(1, ntok);
+    std::vector<double> out = {loss, nll, ntok};
+    BleuStats stats;
     if (opt_.eval_bleu && !valid_src_.empty()) {
       TranslateOptions to;
       to.search.beam = opt_.eval_beam;
       to.search.lenpen = opt_.eval_lenpen;
       to.search.max_len_a = 1.2;
       to.search.max_len_b = 10;
-      const size_t n = valid_src_.size(), w = static_cast<size_t>(comm_.size()), r = static_cast<size_t>(comm_.rank());
-      const size_t from = n * r / w, to_line = n * (r + 1) / w;
+      const size_t n = valid_src_.size(), from = n * part / parts, to_line = n * (part + 1) / parts;
       std::vector<std::string> src(valid_src_.begin() + from, valid_src_.begin() + to_line);
       std::vector<std::string> refs(valid_ref_.begin() + from, valid_ref_.begin() + to_line);
       std::vector<std::string> hyps;
       if (!src.empty())
-        for (auto& t : translate_lines(model_, vocab_, src, to, device_)) hyps.push_back(t.front().text);
-      auto stats = bleu_stats(hyps, refs);
-      if (comm_.size() > 1) {
-        auto v = stats.to_vector();
-        auto t = torch::tensor(v, torch::kDouble);
-        comm_.allreduce_sum({t});
-        stats = BleuStats::from_vector(std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel()));
+        for (auto& t : translate_lines(m, vocab_, src, to, device_)) hyps.push_back(t.front().text);
+      stats = bleu_stats(hyps, refs);
+    }
+    auto v = stats.to_vector();
+    out.insert(out.end(), v.begin(), v.end());
+    return out;
+  }
+
+  void validate_and_save(bool tty) {
+    torch::NoGradGuard ng;
+    // Validation may draw random experts; it must not shift the training RNG stream, or a
+    // resumed run would diverge from an uninterrupted one.
+    auto rng_state = runtime::cpu_rng_state();
+    model_->eval();
+    // Split over the ranks and the sums reduced: the numbers of a one-process validation.
+    // With a gated router sharded over the ranks, decoding cannot keep the ranks in step
+    // (each sentence ends at its own step): rank 0 validates the gathered whole model alone.
+    std::vector<double> sums(13, 0.0);
+    if (gated_ep_) {
+      auto whole = gather_whole().first;
+      if (lead_) {
+        whole->to(device_);
+        whole->eval();
+        sums = validation_sums(whole, 1, 0);
       }
-      auto bleu = bleu_from_stats(stats);
+    } else {
+      sums = validation_sums(model_, static_cast<size_t>(comm_.size()), static_cast<size_t>(comm_.rank()));
+    }
+    if (comm_.size() > 1) {
+      auto t = torch::tensor(sums, torch::kDouble);
+      comm_.allreduce_sum({t});
+      sums.assign(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
+    }
+    const double loss = sums[0], nll = sums[1], ntok = std::max(1.0, sums[2]);
+    nlohmann::json j = {{"update", pos_.num_updates}, {"epoch", pos_.epoch},
+                        {"valid_loss", loss / ntok / kLn2},
+                        {"valid_nll", nll / ntok / kLn2}, {"elapsed_s", pos_.elapsed_s}};
+    double metric = -loss / ntok;
+    if (opt_.eval_bleu && !valid_src_.empty()) {
+      auto bleu = bleu_from_stats(BleuStats::from_vector(std::vector<double>(sums.begin() + 3, sums.end())));
       j["valid_bleu"] = bleu.score;
       metric = bleu.score;
     }
@@ -656,7 +706,7 @@ class Trainer {
     return os.str();
   }
 
-  // One serialisation, written durably under every name in `paths`, in order.
+  // One serialisation, streamed durably to paths[0], the others names of the same file.
   // Called on every rank; rank 0 writes. Expert parallel: the experts and their optimizer
   // moments are gathered into one whole model first, so the checkpoint is that of one
   // process (translate reads it unchanged; it resumes on any number of ranks).
@@ -664,18 +714,16 @@ class Trainer {
     CheckpointExtras ex;
     nlohmann::json args = opt_;
     ex.train_state = {{"position", to_json(pos_)}, {"args", args}, {"meta", meta_json(meta_)}};
-    std::string bytes;
     if (sharded_.empty()) {
       if (!lead_) return;
       ex.optimizer = optim_.get();
-      bytes = serialize_checkpoint(model_, vocab_, ex);
+      save_checkpoint(paths, model_, vocab_, ex);
     } else {
       auto [whole, whole_adam] = gather_whole();
       if (!lead_) return;
       ex.optimizer = whole_adam.get();
-      bytes = serialize_checkpoint(whole, vocab_, ex);
+      save_checkpoint(paths, whole, vocab_, ex);
     }
-    for (const auto& p : paths) write_file_durably(p, bytes);
   }
 
   // The whole model and its optimizer state on rank 0 (null elsewhere), from every rank's experts.
@@ -729,6 +777,8 @@ class Trainer {
   std::vector<torch::Tensor> params_;  // the parameters gradients go to
   std::vector<torch::Tensor> reduced_params_;  // those summed over the ranks (not this rank's own experts)
   std::set<const c10::TensorImpl*> sharded_;
+  bool gated_ep_ = false;                   // expert parallel with a gated router (tokens cross ranks)
+  std::unique_ptr<TokenExchange> exchange_;  // its token exchange over comm_
 
   // Expert statistics accumulated between two log lines.
   struct ExpertStatsAcc {
