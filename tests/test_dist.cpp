@@ -166,6 +166,24 @@ TEST(DataParallel, TwoRanksEqualOneProcessOnTheSameGlobalBatch) {
   }
 }
 
+// Data parallel composes with --workers inside each rank: 2 ranks x 2 shards equal one
+// process with 2 shards and update-freq 2 (the shards' gradients summed in the same order).
+TEST(DataParallel, ComposesWithWorkersInsideEachRank) {
+  auto dir = thor::testing::temp_dir("dp_workers");
+  auto with_workers = [](std::vector<std::string> a) {
+    for (size_t i = 0; i + 1 < a.size(); ++i)
+      if (a[i] == "--workers") a[i + 1] = "2";
+      else if (a[i] == "--threads") a[i + 1] = "2";
+    return a;
+  };
+  auto one = with_workers(train_args(dir / "one", 4, {"--update-freq", "2", "--dropout", "0.2"}));
+  ASSERT_EQ(run_thor(one, dir / "one.log"), 0) << (dir / "one.log");
+  auto two = with_workers(train_args(dir / "two", 4, {"--nproc-per-node", "2", "--dropout", "0.2"}));
+  ASSERT_EQ(run_thor(two, dir / "two.log"), 0) << (dir / "two.log");
+  expect_same_curves(dir / "one", dir / "two");
+  expect_same_model(dir / "one", dir / "two", 1e-5);
+}
+
 // A checkpoint of 2 ranks continues in one process and one of one process on 2 ranks: the
 // data position is global, so both equal one process straight through.
 TEST(DataParallel, ResumesAcrossRankCounts) {

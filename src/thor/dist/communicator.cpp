@@ -56,6 +56,7 @@ class LocalCommunicator : public Communicator {
   }
   void barrier() override {}
   std::vector<torch::Tensor> allgather(const torch::Tensor& tensor) override { return {tensor.clone()}; }
+  std::vector<torch::Tensor> gather(const torch::Tensor& tensor, int) override { return {tensor.clone()}; }
   std::vector<std::string> allgather_string(const std::string&, const std::string& value) override { return {value}; }
 };
 
@@ -213,6 +214,21 @@ class C10dCommunicator : public Communicator {
     for (int r = 0; r < size(); ++r) out[0].push_back(torch::empty_like(in[0]));
     launch("all-gather", [&] { return pg_->allgather(out, in); })->wait();
     return out[0];
+  }
+
+  std::vector<torch::Tensor> gather(const torch::Tensor& tensor, int root) override {
+    std::vector<torch::Tensor> in = {tensor.contiguous()};
+    std::vector<std::vector<torch::Tensor>> out;
+    if (rank() == root) {
+      out.resize(1);
+      for (int r = 0; r < size(); ++r) out[0].push_back(torch::empty_like(in[0]));
+    } else {
+      bytes_sent_["gather"] += nbytes(tensor);
+    }
+    c10d::GatherOptions o;
+    o.rootRank = root;
+    launch("gather", [&] { return pg_->gather(out, in, o); })->wait();
+    return rank() == root ? out[0] : std::vector<torch::Tensor>{};
   }
 
   std::vector<std::string> allgather_string(const std::string& key, const std::string& value) override {

@@ -51,6 +51,8 @@ class Communicator {
                         std::vector<int64_t> input_splits) = 0;
   // Every rank's `tensor` (the same shape on every rank), in rank order.
   virtual std::vector<torch::Tensor> allgather(const torch::Tensor& tensor) = 0;
+  // Every rank's `tensor` on rank `root` (rank order); empty on the others.
+  virtual std::vector<torch::Tensor> gather(const torch::Tensor& tensor, int root) = 0;
   virtual void barrier() = 0;
   // Every rank's `value` (rank order), through the rendezvous store.
   virtual std::vector<std::string> allgather_string(const std::string& key, const std::string& value) = 0;

@@ -7,10 +7,10 @@
 
 namespace thor {
 
-Adam::Adam(std::vector<torch::Tensor> params, AdamOptions opt) : params_(std::move(params)), opt_(opt) {
+Adam::Adam(std::vector<torch::Tensor> params, AdamOptions opt, bool with_state) : params_(std::move(params)), opt_(opt) {
   for (auto& p : params_) {
-    exp_avg_.push_back(torch::zeros_like(p));
-    exp_avg_sq_.push_back(torch::zeros_like(p));
+    exp_avg_.push_back(with_state ? torch::zeros_like(p) : torch::Tensor());
+    exp_avg_sq_.push_back(with_state ? torch::zeros_like(p) : torch::Tensor());
   }
 }
 

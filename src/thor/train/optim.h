@@ -14,7 +14,9 @@ struct AdamOptions {
 
 class Adam {
  public:
-  Adam(std::vector<torch::Tensor> params, AdamOptions opt);
+  // with_state false: no moment tensors are allocated (the caller sets them with exp_avg(i) =
+  // ..., as a checkpoint's whole-model view of sharded state does).
+  Adam(std::vector<torch::Tensor> params, AdamOptions opt, bool with_state = true);
   void step(double lr);  // one update from the accumulated .grad
   // Drops the gradients, as fairseq's zero_grad (grad = None): a parameter that no batch of
   // the next update reaches (an expert no pass drew) then gets no step at all — no momentum,

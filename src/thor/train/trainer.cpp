@@ -727,30 +727,39 @@ class Trainer {
   }
 
   // The whole model and its optimizer state on rank 0 (null elsewhere), from every rank's experts.
+  // Its replicated tensors are this rank's own (shared, not copied); only the experts of the
+  // other ranks and their moments are new memory on rank 0.
   std::pair<Transformer, std::unique_ptr<Adam>> gather_whole() {
     torch::NoGradGuard ng;
     auto mine = model_->parameters();
-    std::vector<std::array<torch::Tensor, 3>> gathered(mine.size());  // value, exp_avg, exp_avg_sq
-    for (size_t i = 0; i < mine.size(); ++i) {
-      if (!is_sharded(mine[i])) continue;
-      const torch::Tensor parts[3] = {mine[i].detach(), optim_->exp_avg(i), optim_->exp_avg_sq(i)};
-      for (int k = 0; k < 3; ++k) gathered[i][k] = torch::cat(comm_.allgather(parts[k].to(torch::kCPU)), 0);
+    Transformer whole(nullptr);
+    std::vector<torch::Tensor> dst;
+    std::unique_ptr<Adam> adam;
+    if (lead_) {
+      ModelConfig whole_cfg = model_->config();
+      whole_cfg.expert_shards = 1, whole_cfg.expert_shard = 0;
+      auto rng = runtime::cpu_rng_state();  // building a model draws its initial values: not from the run's stream
+      whole = Transformer(whole_cfg);
+      runtime::set_cpu_rng_state(rng);
+      dst = whole->parameters();
+      adam = std::make_unique<Adam>(dst, AdamOptions{}, /*with_state=*/false);
+      adam->set_steps(optim_->steps());
     }
-    if (!lead_) return {Transformer(nullptr), nullptr};
-    ModelConfig whole_cfg = model_->config();
-    whole_cfg.expert_shards = 1, whole_cfg.expert_shard = 0;
-    auto rng = runtime::cpu_rng_state();  // building a model draws its initial values: not from the run's stream
-    Transformer whole(whole_cfg);
-    runtime::set_cpu_rng_state(rng);
-    auto dst = whole->parameters();
-    auto adam = std::make_unique<Adam>(dst, AdamOptions{});
-    adam->set_steps(optim_->steps());
+    auto whole_of = [&](const torch::Tensor& t, bool own) {  // (every rank takes part in the gather)
+      if (!own) return t.to(torch::kCPU);
+      auto all = comm_.gather(t.to(torch::kCPU), 0);  // to rank 0 only: the others keep their memory
+      return lead_ ? torch::cat(all, 0) : torch::Tensor();
+    };
     for (size_t i = 0; i < mine.size(); ++i) {
       const bool own = is_sharded(mine[i]);
-      dst[i].copy_(own ? gathered[i][0] : mine[i].detach().to(torch::kCPU));
-      adam->exp_avg(i).copy_(own ? gathered[i][1] : optim_->exp_avg(i).to(torch::kCPU));
-      adam->exp_avg_sq(i).copy_(own ? gathered[i][2] : optim_->exp_avg_sq(i).to(torch::kCPU));
+      auto value = whole_of(mine[i].detach(), own);
+      auto m1 = whole_of(optim_->exp_avg(i), own), m2 = whole_of(optim_->exp_avg_sq(i), own);
+      if (!lead_) continue;
+      dst[i].set_data(value);  // the whole model's own initial tensor is dropped here
+      adam->exp_avg(i) = m1;
+      adam->exp_avg_sq(i) = m2;
     }
+    if (!lead_) return {Transformer(nullptr), nullptr};
     auto bufs = whole->buffers(), my_bufs = model_->buffers();
     for (size_t i = 0; i < bufs.size() && i < my_bufs.size(); ++i) bufs[i].copy_(my_bufs[i].to(torch::kCPU));
     return {whole, std::move(adam)};
