@@ -250,6 +250,25 @@ TEST(Train, ParallelWorkersAreReproducible) {
   expect_same_parameters(a.model, b.model);
 }
 
+// A run shorter than --log-interval still logs its (partial) interval, expert shares
+// included, before its validation and at the end.
+TEST(Train, ShortRunLogsItsPartialInterval) {
+  auto save = thor::testing::temp_dir("train_short_log");
+  auto o = tiny_train(save, 3);
+  o.log_interval = 50;
+  o.update_freq = 1;
+  o.eval_bleu = false;
+  thor::train(o, tiny_thor_model(0.1));
+  auto lines = train_log(save);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0]["update"], 3);
+  ASSERT_EQ(lines[0]["experts"].size(), 2u);
+  double share = 0;
+  for (auto& x : lines[0]["experts"][0]["share"]) share += x.get<double>();
+  EXPECT_NEAR(share, 1.0, 1e-5);
+  EXPECT_TRUE(lines[0].contains("consistency"));
+}
+
 TEST(Train, LossGoesDown) {
   auto save = thor::testing::temp_dir("train_learns");
   auto o = tiny_train(save, 40);

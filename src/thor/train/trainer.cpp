@@ -329,6 +329,34 @@ class Trainer {
       return false;
     };
 
+    // One JSON line for the updates since the last one: every --log-interval, and for a
+    // partial interval before each validation and at the end (as fairseq's epoch summary),
+    // so a run shorter than the interval still logs its losses and expert shares.
+    auto log_interval_now = [&] {
+      if (int_updates == 0) return;
+      double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();
+      nlohmann::json j = {{"update", pos_.num_updates}, {"epoch", pos_.epoch},
+                          {"loss", int_loss / int_tokens / kLn2}, {"nll", int_nll / int_tokens / kLn2},
+                          {"ppl", std::pow(2.0, int_nll / int_tokens / kLn2)},
+                          {"lr", sched_.at(pos_.num_updates - 1)}, {"gnorm", int_gnorm / int_updates},
+                          {"tgt_tok_s", int_tokens / secs}, {"src_tok_s", int_src_tokens / secs},
+                          {"s_per_update", secs / int_updates}, {"gflop_s", int_flops / secs / 1e9},
+                          {"rss_mb", runtime::current_rss_mb()},
+                          {"elapsed_s", elapsed()}};
+      if (comm_.size() > 1) {
+        j["comm_exposed_s"] = reducer_->exposed_s() / int_updates;
+        j["comm_s"] = reducer_->comm_s() / int_updates;
+        reducer_->reset_timers();
+        for (auto& [kind, bytes] : comm_.bytes_sent()) j["sent_mb_" + kind] = bytes / 1e6 / int_updates;
+        comm_.bytes_sent().clear();
+      }
+      reduce_expert_stats();
+      stats_.add_to(j, model_->expert_layer_names(), int_tokens);
+      write_log(j, tty);
+      interval_start = Clock::now();
+      int_loss = int_nll = int_gnorm = int_flops = 0, int_tokens = int_src_tokens = int_updates = 0;
+    };
+
     while (!stop()) {
       auto order = epoch_order(batches_.size(), opt_.seed, pos_.epoch);
       while (pos_.batch < static_cast<int64_t>(order.size()) && !stop()) {
@@ -387,30 +415,9 @@ class Trainer {
                        static_cast<long long>(pos_.num_updates), loss / ntok / kLn2, "      ");
           std::fflush(stderr);
         }
-        if (pos_.num_updates % opt_.log_interval == 0) {
-          double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();
-          nlohmann::json j = {{"update", pos_.num_updates}, {"epoch", pos_.epoch},
-                              {"loss", int_loss / int_tokens / kLn2}, {"nll", int_nll / int_tokens / kLn2},
-                              {"ppl", std::pow(2.0, int_nll / int_tokens / kLn2)},
-                              {"lr", sched_.at(pos_.num_updates - 1)}, {"gnorm", int_gnorm / int_updates},
-                              {"tgt_tok_s", int_tokens / secs}, {"src_tok_s", int_src_tokens / secs},
-                              {"s_per_update", secs / int_updates}, {"gflop_s", int_flops / secs / 1e9},
-                              {"rss_mb", runtime::current_rss_mb()},
-                              {"elapsed_s", elapsed()}};
-          if (comm_.size() > 1) {
-            j["comm_exposed_s"] = reducer_->exposed_s() / int_updates;
-            j["comm_s"] = reducer_->comm_s() / int_updates;
-            reducer_->reset_timers();
-            for (auto& [kind, bytes] : comm_.bytes_sent()) j["sent_mb_" + kind] = bytes / 1e6 / int_updates;
-            comm_.bytes_sent().clear();
-          }
-          reduce_expert_stats();
-          stats_.add_to(j, model_->expert_layer_names(), int_tokens);
-          write_log(j, tty);
-          interval_start = Clock::now();
-          int_loss = int_nll = int_gnorm = int_flops = 0, int_tokens = int_src_tokens = int_updates = 0;
-        }
+        if (pos_.num_updates % opt_.log_interval == 0) log_interval_now();
         if (opt_.validate_interval_updates > 0 && pos_.num_updates % opt_.validate_interval_updates == 0) {
+          log_interval_now();
           pos_.elapsed_s = elapsed();
           validate_and_save(tty);
           validated_now = true;
@@ -426,6 +433,7 @@ class Trainer {
         ++pos_.epoch;
         pos_.batch = 0;
         if (opt_.validate_interval_updates == 0 && !validated_now) {
+          log_interval_now();
           pos_.elapsed_s = elapsed();
           validate_and_save(tty);
           validated_now = true;
@@ -433,6 +441,7 @@ class Trainer {
       }
     }
     if (tty && lead_) std::fprintf(stderr, "\n");
+    log_interval_now();
     pos_.elapsed_s = elapsed();
     if (!validated_now) validate_and_save(false);
     comm_.barrier();
