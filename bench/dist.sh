@@ -9,17 +9,10 @@
 # Writes OUT/dist.md and OUT/dist.json (medians over the rounds of the per-interval
 # medians, the first interval of every run left out as warm-up).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-data=${1:-$root/../shared/data/multi30k}
-out=${2:-$root/runs/dist-bench}
+default_out=dist-bench
+source "$(dirname "$0")/dist_setup.sh"
 rounds=${3:-3}
 updates=${4:-60}
-thor=${THOR_BIN:-$root/build/thor}
-[ -d "$data" ] || { echo "bench/dist.sh: no data directory $data" >&2; exit 1; }
-[ -x "$thor" ] || bash "$root/scripts/build.sh" --target thor thor_spm_shim
-mkdir -p "$out"
-[ -s "$out/data/meta.json" ] || "$thor" prepare -s de -t en --trainpref "$data/train" --validpref "$data/valid" \
-  --destdir "$out/data" --vocab-size 8000 2> "$out/prepare.log"
 common=(train "$out/data" --arch transformer_tiny --share-all-embeddings --dropout 0.3 --lr 1e-3 --warmup-updates 4000
         --max-tokens 4096 --max-update "$updates" --log-interval 10 --validate-interval-updates 100000
         --no-eval-bleu --eval-max-sentences 1 --precision bf16 --no-progress)

@@ -5,14 +5,9 @@
 # parallel and THOR E=4 sharded. Writes OUT/bytes.md.
 #   bash bench/dist_bytes.sh [DATA_DIR] [OUT_DIR] [UPDATES]
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-data=${1:-$root/../shared/data/multi30k}
-out=${2:-$root/runs/dist-bytes}
+default_out=dist-bytes
+source "$(dirname "$0")/dist_setup.sh"
 updates=${3:-15}
-thor=${THOR_BIN:-$root/build/thor}
-mkdir -p "$out"
-[ -s "$out/data/meta.json" ] || "$thor" prepare -s de -t en --trainpref "$data/train" --validpref "$data/valid" \
-  --destdir "$out/data" --vocab-size 8000 2> "$out/prepare.log"
 common=(train "$out/data" --arch transformer_tiny --share-all-embeddings --max-tokens 4096 --max-update "$updates"
         --log-interval 5 --validate-interval-updates 100000 --no-eval-bleu --eval-max-sentences 1 --precision bf16
         --no-progress --workers 1 --nproc-per-node 2)

@@ -5,14 +5,9 @@
 # start-up: a shard initialises the whole expert bank once and keeps its slice).
 #   bash bench/expert_memory.sh [DATA_DIR] [OUT_DIR] [UPDATES]
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-data=${1:-$root/../shared/data/multi30k}
-out=${2:-$root/runs/expert-memory}
+default_out=expert-memory
+source "$(dirname "$0")/dist_setup.sh"
 updates=${3:-6}
-thor=${THOR_BIN:-$root/build/thor}
-mkdir -p "$out"
-[ -s "$out/data/meta.json" ] || "$thor" prepare -s de -t en --trainpref "$data/train" --validpref "$data/valid" \
-  --destdir "$out/data" --vocab-size 8000 2> "$out/prepare.log"
 common=(train "$out/data" --arch transformer_iwslt_de_en --share-all-embeddings --num-experts 32 --router thor
         --max-tokens 2048 --max-update "$updates" --log-interval 2 --validate-interval-updates 100000 --no-eval-bleu
         --eval-max-sentences 1 --precision bf16 --no-progress --workers 1)
