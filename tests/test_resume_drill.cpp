@@ -62,4 +62,40 @@ TEST(ResumeDrill, SigkillDuringPeriodicSavesResumesFromTheNewestState) {
   EXPECT_EQ(resumed, 1);  // the restart continued
 }
 
+// SIGTERM during training: the update in progress finishes, checkpoint_last.pt gets its
+// state, the process exits 0; resuming from it equals training straight through.
+TEST(ResumeDrill, SigtermFinishesTheUpdateSavesAndExitsZero) {
+  auto data = thor::testing::prepared_toy_data("drill_data", 200, 12, 31);
+  auto dir = thor::testing::temp_dir("sigterm_drill");
+  auto args = [&](const fs::path& save, int64_t max_update, bool resume) {
+    std::vector<std::string> a = {"--threads", "1", "train", data.string(), "--encoder-embed-dim", "32", "--ffn-dim", "64",
+                                  "--encoder-layers", "1", "--decoder-layers", "1", "--attention-heads", "2",
+                                  "--share-all-embeddings", "--max-tokens", "300", "--dropout", "0.2", "--max-update",
+                                  std::to_string(max_update), "--log-interval", "1", "--no-eval-bleu", "--no-progress",
+                                  "--workers", "1", "--save-dir", save.string()};
+    if (resume) a.push_back("--resume");
+    return a;
+  };
+  auto log = dir / "stopped.log";
+  auto child = thor::testing::start_thor(args(dir / "stopped", 100000, false), log.string());
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  auto lines = [&] { return fs::exists(dir / "stopped" / "train_log.jsonl") ? thor::testing::read_file(dir / "stopped" / "train_log.jsonl").size() : 0u; };
+  while (lines() < 5 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  child.kill(SIGTERM);
+  ASSERT_EQ(child.wait(std::chrono::seconds(60)), 0) << log;
+  int64_t stopped_at = thor::read_train_state((dir / "stopped" / "checkpoint_last.pt").string())["position"]["num_updates"];
+  ASSERT_GE(stopped_at, 5);
+  bool said = false;
+  for (auto& l : thor::testing::read_file(log))
+    said = said || l.find("stopped by a signal after update " + std::to_string(stopped_at)) != std::string::npos;
+  EXPECT_TRUE(said) << log;
+  for (auto& f : fs::directory_iterator(dir / "stopped")) EXPECT_NE(f.path().extension(), ".tmp") << f.path();
+  ASSERT_EQ(thor::testing::start_thor(args(dir / "stopped", stopped_at + 4, true), log.string()).wait(), 0) << log;
+  ASSERT_EQ(thor::testing::start_thor(args(dir / "straight", stopped_at + 4, false), (dir / "straight.log").string()).wait(), 0);
+  auto a = thor::load_model((dir / "straight" / "checkpoint_last.pt").string(), torch::kCPU);
+  auto b = thor::load_model((dir / "stopped" / "checkpoint_last.pt").string(), torch::kCPU);
+  auto pb = b.model->named_parameters();
+  for (auto& kv : a.model->named_parameters()) EXPECT_TRUE(torch::equal(kv.value(), pb[kv.key()])) << kv.key();
+}
+
 }  // namespace

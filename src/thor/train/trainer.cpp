@@ -1,7 +1,11 @@
 // See trainer.h.
 #include "thor/train/trainer.h"
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <csignal>
 
 #include <chrono>
 #include <cmath>
@@ -55,6 +59,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr double kLn2 = 0.69314718055994530942;
+std::atomic<int> g_stop_signal{0};  // the signal that asked training to stop (0: none)
 
 struct Position {
   int64_t epoch = 1, batch = 0, num_updates = 0;
@@ -321,6 +326,7 @@ class Trainer {
     int64_t int_tokens = 0, int_src_tokens = 0, int_updates = 0;
     bool tty = opt_.progress && isatty(STDERR_FILENO);
     bool validated_now = false;
+    bool stop_requested = false;
 
     auto stop = [&] {
       if (opt_.max_update > 0 && pos_.num_updates >= opt_.max_update) return true;
@@ -397,10 +403,12 @@ class Trainer {
           profile_ = std::make_unique<OpProfile>();
         auto [loss, nll, gnorm] = update(group, draws, ntok);
         {
-          auto totals = torch::tensor({src_tokens, flops}, torch::kDouble);
+          // (with the stop requests: every rank stops after the same update)
+          auto totals = torch::tensor({src_tokens, flops, g_stop_signal != 0 ? 1.0 : 0.0}, torch::kDouble);
           comm_.allreduce_sum({totals});  // (alone: nothing)
           int_src_tokens += static_cast<int64_t>(totals[0].item<double>());
           int_flops += totals[1].item<double>();
+          stop_requested = totals[2].item<double>() > 0;
         }
         if (profile_ && pos_.num_updates + 1 == start_update_ + opt_.profile_start + opt_.profile_updates)
           finish_profile();
@@ -427,6 +435,18 @@ class Trainer {
           // checkpoint_last.pt first: whatever instant a kill comes, it holds the newest state
           save({last_path_,
                 (fs::path(opt_.save_dir) / ("checkpoint_" + std::to_string(pos_.num_updates) + ".pt")).string()});
+        }
+        if (stop_requested) {
+          // SIGINT / SIGTERM: this update is done; its state goes to checkpoint_last.pt
+          log_interval_now();
+          if (pos_.batch >= static_cast<int64_t>(order.size())) ++pos_.epoch, pos_.batch = 0;
+          pos_.elapsed_s = elapsed();
+          save({last_path_});
+          if (tty && lead_) std::fprintf(stderr, "\n");
+          if (lead_)
+            THOR_WARN("train") << "stopped by a signal after update " << pos_.num_updates << "; state saved in "
+                               << last_path_ << " (continue with --resume)";
+          return to_json(pos_);
         }
       }
       if (pos_.batch >= static_cast<int64_t>(order.size())) {
@@ -837,6 +857,33 @@ class Trainer {
 
 }  // namespace
 
+// SIGINT / SIGTERM during training: the first asks the loop to stop after the current
+// update and save; a second one ends the process at once (as the default action: durable
+// writes leave at most a NAME.tmp, which --resume removes).
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal = 0;
+    struct sigaction sa{};
+    sa.sa_handler = [](int sig) {
+      if (g_stop_signal.exchange(sig) != 0) {
+        std::signal(sig, SIG_DFL);
+        std::raise(sig);
+      }
+    };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StopSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+
+ private:
+  struct sigaction old_int_{}, old_term_{};
+};
+
 nlohmann::json train(const TrainOptions& opt, ModelConfig model_cfg, dist::Communicator* comm) {
   if (opt.max_tokens <= 0) throw Error("--max-tokens must be > 0");
   if (opt.update_freq <= 0) throw Error("--update-freq must be > 0");
@@ -845,6 +892,7 @@ nlohmann::json train(const TrainOptions& opt, ModelConfig model_cfg, dist::Commu
   std::unique_ptr<dist::Communicator> alone;
   if (!comm) alone = dist::local_communicator(), comm = alone.get();
   Trainer t(opt, std::move(model_cfg), *comm);
+  StopSignals signals;
   return t.run();
 }
 
