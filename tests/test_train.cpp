@@ -126,6 +126,20 @@ TEST(Checkpoint, ResumeFallsBackToTheNewestNumberedCheckpoint) {
   expect_same_parameters(a.model, b.model);
 }
 
+// --keep-last N keeps the newest N numbered checkpoints (fairseq's --keep-interval-updates).
+TEST(Checkpoint, KeepLastRemovesOlderNumberedCheckpoints) {
+  auto dir = thor::testing::temp_dir("ckpt_keep_last");
+  auto o = tiny_train(dir, 10);
+  o.save_interval_updates = 2;
+  o.keep_last = 2;
+  o.eval_bleu = false;
+  thor::train(o, tiny_model());
+  std::vector<int64_t> kept;
+  for (auto& [n, path] : thor::numbered_checkpoints(dir.string())) kept.push_back(n);
+  EXPECT_EQ(kept, (std::vector<int64_t>{8, 10}));
+  EXPECT_TRUE(fs::exists(dir / "checkpoint_last.pt"));
+}
+
 // A damaged newest checkpoint is skipped for an older readable one; a directory whose
 // checkpoints are all unreadable is an error, never a silent fresh start.
 TEST(Checkpoint, ResumeNeverStartsFreshBesideCheckpoints) {

@@ -87,6 +87,8 @@ void add_train(CLI::App& app, Common& common) {
       ->capture_default_str();
   cmd->add_option("--validate-interval-updates", o.validate_interval_updates, "validate every N updates (0 = every epoch)")->capture_default_str();
   cmd->add_option("--save-interval-updates", o.save_interval_updates, "also keep checkpoint_N.pt every N updates")->capture_default_str();
+  cmd->add_option("--keep-last", o.keep_last, "keep only the newest N checkpoint_N.pt (0 = all; fairseq's --keep-interval-updates)")
+      ->capture_default_str();
   cmd->add_option("--eval-beam", o.eval_beam, "beam for validation BLEU")->capture_default_str();
   cmd->add_option("--eval-lenpen", o.eval_lenpen)->capture_default_str();
   cmd->add_option("--eval-max-sentences", o.eval_max_sentences, "validation BLEU on the first N sentences (0 = all)")->capture_default_str();

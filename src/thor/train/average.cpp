@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <regex>
 
 #include "thor/common/error.h"
 #include "thor/common/log.h"
@@ -51,17 +50,9 @@ void average_checkpoints(const std::vector<std::string>& inputs, const std::stri
 }
 
 std::vector<std::string> last_numbered_checkpoints(const std::string& save_dir, int n) {
-  namespace fs = std::filesystem;
   if (n < 1) throw Error("--num-update-checkpoints must be >= 1");
-  if (!fs::is_directory(save_dir)) throw Error("average: " + save_dir + " is not a directory");
-  static const std::regex numbered(R"(checkpoint_(\d+)\.pt)");
-  std::vector<std::pair<int64_t, std::string>> found;
-  for (const auto& e : fs::directory_iterator(save_dir)) {
-    std::smatch m;
-    std::string name = e.path().filename().string();
-    if (std::regex_match(name, m, numbered)) found.emplace_back(std::stoll(m[1]), e.path().string());
-  }
-  std::sort(found.begin(), found.end());
+  if (!std::filesystem::is_directory(save_dir)) throw Error("average: " + save_dir + " is not a directory");
+  auto found = numbered_checkpoints(save_dir);
   if (static_cast<int>(found.size()) < n)
     throw Error("average: " + save_dir + " holds " + std::to_string(found.size()) + " checkpoint_N.pt files, " +
                 std::to_string(n) + " asked for");

@@ -93,22 +93,37 @@ nlohmann::json read_train_state(const std::string& path) {
   }
 }
 
-std::string find_resume_checkpoint(const std::string& save_dir) {
+std::vector<std::pair<int64_t, std::string>> numbered_checkpoints(const std::string& save_dir) {
   namespace fs = std::filesystem;
-  if (!fs::is_directory(save_dir)) return {};
   static const std::regex numbered(R"(checkpoint_(\d+)\.pt)");
-  std::vector<std::pair<int64_t, std::string>> numbered_paths;
-  std::vector<std::string> candidates;
+  std::vector<std::pair<int64_t, std::string>> out;
+  if (!fs::is_directory(save_dir)) return out;
   for (const auto& entry : fs::directory_iterator(save_dir)) {
     const std::string name = entry.path().filename().string();
     std::smatch m;
+    if (std::regex_match(name, m, numbered)) out.emplace_back(std::stoll(m[1]), entry.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void remove_old_checkpoints(const std::string& save_dir, int64_t keep) {
+  auto all = numbered_checkpoints(save_dir);
+  for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) std::filesystem::remove(all[i].second);
+}
+
+std::string find_resume_checkpoint(const std::string& save_dir) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(save_dir)) return {};
+  for (const auto& entry : fs::directory_iterator(save_dir)) {
+    const std::string name = entry.path().filename().string();
     if (name.size() > 7 && name.compare(name.size() - 7, 7, ".pt.tmp") == 0) {
       THOR_WARN("train") << "removing " << entry.path().string() << " (an interrupted checkpoint write)";
       fs::remove(entry.path());
-    } else if (std::regex_match(name, m, numbered)) {
-      numbered_paths.emplace_back(std::stoll(m[1]), entry.path().string());
     }
   }
+  auto numbered_paths = numbered_checkpoints(save_dir);
+  std::vector<std::string> candidates;
   std::sort(numbered_paths.rbegin(), numbered_paths.rend());
   for (const char* name : {"checkpoint_last.pt"})
     if (fs::exists(fs::path(save_dir) / name)) candidates.push_back((fs::path(save_dir) / name).string());

@@ -40,6 +40,11 @@ nlohmann::json read_train_state(const std::string& path);
 // Leftover NAME.pt.tmp files (a write that was interrupted) are removed.
 std::string find_resume_checkpoint(const std::string& save_dir);
 
+// The checkpoint_N.pt of SAVE_DIR by update number, oldest first.
+std::vector<std::pair<int64_t, std::string>> numbered_checkpoints(const std::string& save_dir);
+// Removes all but the newest `keep` checkpoint_N.pt (fairseq's --keep-interval-updates).
+void remove_old_checkpoints(const std::string& save_dir, int64_t keep);
+
 struct LoadedModel {
   ModelConfig config;
   Transformer model{nullptr};

@@ -52,7 +52,7 @@ void to_json(nlohmann::json& j, const TrainOptions& o) {
        {"label_smoothing", o.label_smoothing}, {"max_update", o.max_update},
        {"max_epoch", o.max_epoch}, {"max_time_s", o.max_time_s}, {"seed", o.seed},
        {"eval_beam", o.eval_beam}, {"eval_lenpen", o.eval_lenpen}, {"consistency_alpha", o.consistency_alpha},
-       {"precision", o.precision}};
+       {"precision", o.precision}, {"keep_last", o.keep_last}};
 }
 
 namespace {
@@ -435,6 +435,7 @@ class Trainer {
           // checkpoint_last.pt first: whatever instant a kill comes, it holds the newest state
           save({last_path_,
                 (fs::path(opt_.save_dir) / ("checkpoint_" + std::to_string(pos_.num_updates) + ".pt")).string()});
+          if (lead_ && opt_.keep_last > 0) remove_old_checkpoints(opt_.save_dir, opt_.keep_last);
         }
         if (stop_requested) {
           // SIGINT / SIGTERM: this update is done; its state goes to checkpoint_last.pt

@@ -39,6 +39,7 @@ struct TrainOptions {
   int64_t profile_updates = 0, profile_start = 5;
   int64_t validate_interval_updates = 0;  // 0 = at the end of every epoch
   int64_t save_interval_updates = 0;      // 0 = only last/best
+  int64_t keep_last = 0;                  // keep the newest N checkpoint_N.pt (0 = all)
   bool eval_bleu = true;
   int64_t eval_beam = 4, eval_max_sentences = 0;
   double eval_lenpen = 1.0;
