@@ -92,11 +92,12 @@ void GradientReducer::finish() {
     b.pending->wait();
     b.pending.reset();
     comm_s_ += std::chrono::duration<double>(Clock::now() - b.started).count();
-    auto used = b.used.to(torch::kCPU);
+    auto used_host = b.used.to(torch::kCPU, torch::kFloat).contiguous();
+    const float* used = used_host.data_ptr<float>();
     for (size_t slot = 0; slot < b.params.size(); ++slot) {
       size_t k = b.params[slot];
       auto& grad = params_[k].mutable_grad();
-      if (used[static_cast<int64_t>(slot)].item<double>() == 0) {
+      if (used[slot] == 0) {
         grad = torch::Tensor();
       } else {
         auto src = b.flat.narrow(0, b.offset[slot], params_[k].numel()).view(params_[k].sizes());

@@ -403,12 +403,15 @@ class Trainer {
           profile_ = std::make_unique<OpProfile>();
         auto [loss, nll, gnorm] = update(group, draws, ntok);
         {
-          // (with the stop requests: every rank stops after the same update)
-          auto totals = torch::tensor({src_tokens, flops, g_stop_signal != 0 ? 1.0 : 0.0}, torch::kDouble);
-          comm_.allreduce_sum({totals});  // (alone: nothing)
-          int_src_tokens += static_cast<int64_t>(totals[0].item<double>());
-          int_flops += totals[1].item<double>();
-          stop_requested = totals[2].item<double>() > 0;
+          // the update's sums over the ranks, with the stop requests (every rank stops after
+          // the same update), in one collective (alone: nothing)
+          auto totals = torch::tensor({loss, nll, src_tokens, flops, g_stop_signal != 0 ? 1.0 : 0.0}, torch::kDouble);
+          comm_.allreduce_sum({totals});
+          const double* t = totals.data_ptr<double>();
+          loss = t[0], nll = t[1];
+          int_src_tokens += static_cast<int64_t>(t[2]);
+          int_flops += t[3];
+          stop_requested = t[4] > 0;
         }
         if (profile_ && pos_.num_updates + 1 == start_update_ + opt_.profile_start + opt_.profile_updates)
           finish_profile();
@@ -557,12 +560,7 @@ class Trainer {
       loss_sum += l;
       nll_sum += n;
     }
-    reducer_->finish();  // gradients summed over the ranks (nothing to do alone)
-    if (comm_.size() > 1) {
-      auto sums = torch::tensor({loss_sum, nll_sum}, torch::kDouble);
-      comm_.allreduce_sum({sums});
-      loss_sum = sums[0].item<double>(), nll_sum = sums[1].item<double>();
-    }
+    reducer_->finish();  // gradients summed over the ranks (nothing to do alone); the loss sums: by run()
     // With no clipping the limit is infinite: the call then only measures the norm.
     double limit = opt_.clip_norm > 0 ? opt_.clip_norm : std::numeric_limits<double>::infinity();
     double gnorm = sharded_.empty() ? torch::nn::utils::clip_grad_norm_(model_->parameters(), limit)
@@ -597,16 +595,16 @@ class Trainer {
   // every rank's own experts summed), and every gradient scaled as clip_grad_norm_ does.
   double clip_global_norm(double limit) {
     torch::NoGradGuard ng;
-    double replicated = 0;
-    auto own = torch::zeros({1}, torch::kDouble);
-    for (auto& p : model_->parameters()) {
-      if (!p.grad().defined()) continue;
-      double sq = p.grad().to(torch::kDouble).pow(2).sum().item<double>();
-      if (is_sharded(p)) own += sq;
-      else replicated += sq;
-    }
-    comm_.allreduce_sum({own});
-    const double norm = std::sqrt(replicated + own.item<double>());
+    std::vector<torch::Tensor> replicated, own;  // per-parameter norms (no copy, one sync below)
+    for (auto& p : model_->parameters())
+      if (p.grad().defined()) (is_sharded(p) ? own : replicated).push_back(p.grad().norm().to(torch::kDouble));
+    auto sq = [](const std::vector<torch::Tensor>& v) {
+      return v.empty() ? torch::zeros({}, torch::kDouble) : torch::stack(v).pow(2).sum();
+    };
+    auto both = torch::stack({sq(replicated), sq(own)}).to(torch::kCPU);  // [2]
+    auto own_sum = both.narrow(0, 1, 1).contiguous();
+    comm_.allreduce_sum({own_sum});
+    const double norm = std::sqrt(both[0].item<double>() + own_sum.item<double>());
     const double coef = limit / (norm + 1e-6);
     if (std::isfinite(norm) && coef < 1)
       for (auto& p : model_->parameters())
