@@ -48,6 +48,13 @@ void expect_same_parameters(thor::Transformer& a, thor::Transformer& b) {
   for (auto& kv : pa) EXPECT_TRUE(torch::equal(kv.value(), pb[kv.key()])) << kv.key();
 }
 
+// checkpoint_last.pt of two save dirs: the same parameters, bit for bit
+void expect_same_last_checkpoints(const fs::path& a, const fs::path& b) {
+  auto ma = thor::load_model((a / "checkpoint_last.pt").string(), torch::kCPU);
+  auto mb = thor::load_model((b / "checkpoint_last.pt").string(), torch::kCPU);
+  expect_same_parameters(ma.model, mb.model);
+}
+
 TEST(Checkpoint, SaveLoadGivesIdenticalOutputs) {
   auto save = thor::testing::temp_dir("ckpt_saveload");
   thor::train(tiny_train(save, 2), tiny_model());
@@ -259,9 +266,7 @@ TEST(Train, ParallelWorkersAreReproducible) {
     torch::manual_seed(6);
     thor::train(o, tiny_thor_model(0.3));
   }
-  auto a = thor::load_model((saves[0] / "checkpoint_last.pt").string(), torch::kCPU);
-  auto b = thor::load_model((saves[1] / "checkpoint_last.pt").string(), torch::kCPU);
-  expect_same_parameters(a.model, b.model);
+  expect_same_last_checkpoints(saves[0], saves[1]);
 }
 
 // A run shorter than --log-interval still logs its (partial) interval, expert shares
