@@ -10,7 +10,7 @@ PKGS=(
   libopenblas0-openmp
   libsentencepiece-dev sentencepiece
   libgtest-dev libgmock-dev
-  libcli11-dev nlohmann-json3-dev
+  libcli11-dev nlohmann-json3-dev zlib1g-dev
   libsword-utils sword-text-web sword-text-sparv
 )
 missing=()

@@ -2,6 +2,9 @@
 // through (model, optimizer, schedule, RNG and data position restored).
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
+
 #include "fixtures.h"
 #include "thor/common/error.h"
 #include "thor/common/file_io.h"
@@ -95,6 +98,8 @@ TEST(Checkpoint, ResumeEqualsUninterruptedTraining) {
   auto b = thor::load_model((resumed / "checkpoint_last.pt").string(), torch::kCPU);
   auto pa = a.train_state.at("position"), pb = b.train_state.at("position");
   pa.erase("elapsed_s"), pb.erase("elapsed_s");
+  // the interrupted run also validated at update 3, so its best may come from there
+  pa.erase("best_update"), pb.erase("best_update");
   EXPECT_EQ(pa, pb);
   expect_same_parameters(a.model, b.model);
 }
@@ -197,6 +202,74 @@ TEST(Checkpoint, DurableFilesAndSecondNames) {
   EXPECT_EQ(thor::testing::read_file(dir / "a"), std::vector<std::string>{"second"});
   EXPECT_FALSE(fs::exists(dir / "a.tmp"));
   EXPECT_THROW(thor::DurableFile((dir / "no" / "such" / "dir").string()), thor::Error);
+}
+
+namespace {
+std::string file_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+void put_bytes(const fs::path& p, const std::string& bytes) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << bytes;
+}
+// The message load_model throws for `path` ("" when it loads).
+std::string load_error(const fs::path& path) {
+  try {
+    thor::load_model(path.string(), torch::kCPU);
+    return "";
+  } catch (const thor::Error& e) {
+    return e.what();
+  }
+}
+}  // namespace
+
+// Checkpoints carry a format version and a CRC32 of their payload: a truncated, bit-flipped,
+// zero-length, foreign or newer-format file is refused with one line naming the file and
+// what is wrong; a file of the older format (the bare archive) still loads; --resume skips a
+// damaged checkpoint_last.pt for the newest good one.
+TEST(Checkpoint, DamagedFilesAreRefusedWithWhatIsWrong) {
+  auto dir = thor::testing::temp_dir("ckpt_damaged");
+  torch::manual_seed(9);
+  auto o = tiny_train(dir / "run", 2);
+  o.save_interval_updates = 2;
+  o.eval_bleu = false;
+  thor::train(o, tiny_model());
+  const auto good = file_bytes(dir / "run" / "checkpoint_last.pt");
+  ASSERT_GT(good.size(), 1000u);
+  EXPECT_EQ(good.substr(0, 8), "THORCKPT");
+  auto expect_refused = [&](const std::string& name, const std::string& bytes, const std::string& what) {
+    put_bytes(dir / name, bytes);
+    auto msg = load_error(dir / name);
+    EXPECT_NE(msg.find((dir / name).string() + ": "), std::string::npos) << msg;
+    EXPECT_NE(msg.find(what), std::string::npos) << name << ": " << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  };
+  expect_refused("truncated.pt", good.substr(0, good.size() / 2), "truncated thor checkpoint");
+  expect_refused("header_only.pt", good.substr(0, 12), "truncated thor checkpoint");
+  std::string flipped = good;
+  flipped[good.size() / 2] ^= 0x10;
+  expect_refused("flipped.pt", flipped, "checksum mismatch");
+  expect_refused("empty.pt", "", "empty file (0 bytes)");
+  expect_refused("foreign.pt", "#!/bin/sh\necho not a model\n", "not a thor checkpoint");
+  std::string newer = good;
+  newer[8] = 3;  // format version 3
+  expect_refused("newer.pt", newer, "written by a newer thor (checkpoint format 3");
+  expect_refused("trailing.pt", good + "x", "1 bytes after the payload");
+  // format 1: the archive alone, as thor wrote it before the frame
+  put_bytes(dir / "v1.pt", good.substr(32));
+  EXPECT_EQ(load_error(dir / "v1.pt"), "");
+  auto a = thor::load_model((dir / "run" / "checkpoint_last.pt").string(), torch::kCPU);
+  auto b = thor::load_model((dir / "v1.pt").string(), torch::kCPU);
+  expect_same_parameters(a.model, b.model);
+  // a damaged newest checkpoint (a new file: checkpoint_2.pt keeps the good one)
+  put_bytes(dir / "run" / "flipped.tmp", flipped);
+  fs::rename(dir / "run" / "flipped.tmp", dir / "run" / "checkpoint_last.pt");
+  fs::remove(dir / "run" / "checkpoint_best.pt");
+  EXPECT_EQ(thor::find_resume_checkpoint((dir / "run").string()), (dir / "run" / "checkpoint_2.pt").string());
+  o.resume = true;
+  o.max_update = 3;
+  EXPECT_EQ(thor::train(o, tiny_model())["num_updates"], 3);
 }
 
 TEST(Checkpoint, NotACheckpointIsAnError) {

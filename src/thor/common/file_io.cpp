@@ -42,10 +42,16 @@ DurableFile::~DurableFile() {
   }
 }
 
-void DurableFile::write(const void* data, size_t n) {
+void DurableFile::write(const void* data, size_t n) { write_all(data, n, -1); }
+
+void DurableFile::write_at(size_t offset, const void* data, size_t n) {
+  write_all(data, n, static_cast<int64_t>(offset));
+}
+
+void DurableFile::write_all(const void* data, size_t n, int64_t offset) {
   const char* p = static_cast<const char*>(data);
   while (n > 0) {
-    ssize_t k = ::write(fd_, p, n);
+    ssize_t k = offset < 0 ? ::write(fd_, p, n) : ::pwrite(fd_, p, n, static_cast<off_t>(offset));
     if (k < 0) {
       if (errno == EINTR) continue;
       int err = errno;
@@ -55,6 +61,7 @@ void DurableFile::write(const void* data, size_t n) {
     }
     p += k;
     n -= static_cast<size_t>(k);
+    if (offset >= 0) offset += k;
   }
 }
 

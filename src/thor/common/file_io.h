@@ -2,6 +2,7 @@
 // crash or power loss once the call returns (written to NAME.tmp, fsync'ed, renamed over
 // NAME, the directory fsync'ed).
 #pragma once
+#include <cstdint>
 #include <string>
 
 namespace thor {
@@ -16,9 +17,12 @@ class DurableFile {
   DurableFile(const DurableFile&) = delete;
   DurableFile& operator=(const DurableFile&) = delete;
   void write(const void* data, size_t n);
+  // Overwrites bytes already written at `offset` (a header filled in last).
+  void write_at(size_t offset, const void* data, size_t n);
   void commit();
 
  private:
+  void write_all(const void* data, size_t n, int64_t offset);  // offset < 0: at the end
   std::string path_, tmp_;
   int fd_ = -1;
 };

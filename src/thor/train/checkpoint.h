@@ -20,7 +20,28 @@ struct CheckpointExtras {
   nlohmann::json train_state;  // trainer position, best score, args
   const Adam* optimizer = nullptr;
   bool save_rng = true;
+  // Expert parallel: the model and optimizer saved are rank 0's (its own experts); the other
+  // ranks' experts are in the files this names, beside the checkpoint:
+  // {"shards": W, "update": N, "files": [expert_shard_name(N, 1, W), ...]}. Null otherwise.
+  nlohmann::json expert_shards;
 };
+
+// Expert-parallel checkpoints (docs/SCALING.md): every rank r > 0 writes the rows of its
+// experts (values and Adam moments) to expert_shard_name(update, r, W) beside the checkpoint
+// before rank 0 writes the checkpoint itself, which names them; no rank ever holds more
+// than its own experts. load_model and load_training_state assemble the whole model, so
+// such a checkpoint translates, averages, exports and resumes on any number of ranks as a
+// one-process one does.
+std::string expert_shard_name(int64_t update, int64_t shard, int64_t shards);
+struct ShardTensor {
+  int64_t index;  // the parameter's position in Transformer::parameters()
+  torch::Tensor value, exp_avg, exp_avg_sq;  // this rank's rows
+};
+void save_expert_shard(const std::string& path, int64_t update, int64_t shard, int64_t shards,
+                       const std::vector<ShardTensor>& tensors);
+// Removes the expert shard files of SAVE_DIR whose update is not in `referenced` (the
+// updates of the checkpoints kept).
+void remove_unreferenced_expert_shards(const std::string& save_dir, const std::vector<int64_t>& referenced);
 
 // Streamed durably to paths[0] (common/file_io.h), the other paths made names of the same
 // file: one serialisation, no copy of the checkpoint in memory.
