@@ -1,6 +1,7 @@
 // Shared test helpers: temporary directories and a generated toy parallel corpus
 // (a word-for-word "language" with reordering), so no test needs external data.
 #pragma once
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -77,6 +78,34 @@ inline void make_toy_corpus(const std::filesystem::path& prefix, int n, unsigned
   }
   write_file(prefix.string() + "." + src, s);
   write_file(prefix.string() + "." + tgt, t);
+}
+
+// A multi-way parallel toy corpus: PREFIX.en over the toy words and, per target language,
+// its own rule (de: "x...o" with adjacent words swapped; fr: "y...i" in reverse order; cs:
+// "z...a" in order).
+inline void make_multiway_corpus(const std::filesystem::path& prefix, int n, unsigned seed,
+                                 const std::vector<std::string>& targets) {
+  make_toy_corpus(prefix, n, seed, "en", "de");
+  auto en = read_file(prefix.string() + ".en");
+  for (const auto& lang : targets) {
+    if (lang == "de") continue;
+    std::vector<std::string> out;
+    for (const auto& line : en) {
+      std::vector<std::string> words;
+      std::string w;
+      for (char c : line.substr(0, line.size() - 1)) {  // without the final "."
+        if (c == ' ') words.push_back(w), w.clear();
+        else w += c;
+      }
+      words.push_back(w);
+      if (lang == "fr") std::reverse(words.begin(), words.end());
+      std::string t;
+      for (size_t k = 0; k < words.size(); ++k)
+        t += (k ? " " : "") + (lang == "fr" ? "y" + words[k] + "i" : "z" + words[k] + "a");
+      out.push_back(t + ".");
+    }
+    write_file(prefix.string() + "." + lang, out);
+  }
 }
 
 // A toy corpus prepared once per process under temp_dir(name): returns the data directory.

@@ -31,15 +31,16 @@ struct Child {
   void kill(int sig) { ::kill(pid, sig); }
 };
 
-// THOR_BIN args..., stdout to /dev/null, stderr appended to `err`.
+// THOR_BIN args..., stdout to `out` (default /dev/null), stderr appended to `err`.
 inline Child start_thor(const std::vector<std::string>& args, const std::string& err,
-                        const std::vector<std::pair<std::string, std::string>>& env = {}) {
+                        const std::vector<std::pair<std::string, std::string>>& env = {},
+                        const std::string& out = "/dev/null") {
   Child c;
   c.pid = ::fork();
   if (c.pid == 0) {
     for (auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
     if (!std::freopen(err.c_str(), "a", stderr)) std::_Exit(126);
-    if (!std::freopen("/dev/null", "w", stdout)) std::_Exit(126);
+    if (!std::freopen(out.c_str(), "w", stdout)) std::_Exit(126);
     std::vector<std::string> all = {THOR_BIN};
     all.insert(all.end(), args.begin(), args.end());
     std::vector<char*> argv;

@@ -2,6 +2,7 @@
 // and one clear error line with a non-zero exit for bad input.
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 
 #include <gtest/gtest.h>
 
@@ -175,3 +176,62 @@ TEST(Cli, BadInputGivesOneClearErrorLine) {
 }
 
 }  // namespace
+
+// Multilingual end to end: prepare --lang-pairs, train, translate --target-lang (required
+// for such a model, checked against its languages), score --data with one row per pair.
+TEST(Cli, MultilingualPrepareTrainTranslateScoreByPair) {
+  auto dir = thor::testing::temp_dir("cli_multi");
+  thor::testing::make_multiway_corpus(dir / "train", 200, 41, {"de", "fr"});
+  thor::testing::make_multiway_corpus(dir / "valid", 8, 42, {"de", "fr"});
+  thor::testing::make_multiway_corpus(dir / "test", 6, 43, {"de", "fr"});
+  auto p = run("prepare --lang-pairs en-de,en-fr --trainpref " + (dir / "train").string() + " --validpref " +
+                   (dir / "valid").string() + " --testpref " + (dir / "test").string() + " --destdir " +
+                   (dir / "data").string() + " --vocab-size 100",
+               dir);
+  ASSERT_EQ(p.code, 0) << p.err;
+  EXPECT_NE(p.err.find("2 language pairs (train/valid): en-de 200/8 en-fr 200/8"), std::string::npos) << p.err;
+  auto both = run("prepare --lang-pairs en-de -s en -t de --trainpref " + (dir / "train").string() +
+                      " --validpref " + (dir / "valid").string() + " --destdir " + (dir / "d2").string(),
+                  dir);
+  EXPECT_EQ(both.code, 1);
+  EXPECT_NE(both.err.find("not both"), std::string::npos) << both.err;
+  auto t = run("train " + (dir / "data").string() +
+                   " --encoder-embed-dim 32 --ffn-dim 64 --encoder-layers 1 --decoder-layers 1"
+                   " --share-all-embeddings --max-tokens 400 --max-update 4 --lr 2e-3 --warmup-updates 2"
+                   " --sampling-temperature 1.5 --eval-beam 1 --no-progress --save-dir " + (dir / "ck").string(),
+               dir);
+  ASSERT_EQ(t.code, 0) << t.err;
+  EXPECT_NE(t.err.find("sampling the language pairs at temperature 1.5"), std::string::npos) << t.err;
+  const auto model = (dir / "ck" / "checkpoint_last.pt").string();
+  auto none = run("translate --model " + model + " --input " + (dir / "test.en").string(), dir);
+  EXPECT_EQ(none.code, 1);
+  EXPECT_NE(none.err.find("this model is multilingual (target languages de,fr): give --target-lang"),
+            std::string::npos) << none.err;
+  auto wrong = run("translate --model " + model + " --target-lang cs --input " + (dir / "test.en").string(), dir);
+  EXPECT_EQ(wrong.code, 1);
+  EXPECT_NE(wrong.err.find("--target-lang cs: this model translates into de,fr"), std::string::npos) << wrong.err;
+  for (auto lang : {"de", "fr"}) {
+    auto tr = run("translate --model " + model + " --beam 2 --target-lang " + lang + " --input " +
+                      (dir / "test.en").string(),
+                  dir);
+    ASSERT_EQ(tr.code, 0) << tr.err;
+    std::ofstream(dir / ("hyp." + std::string(lang))) << tr.out;
+  }
+  // the references themselves score 100 on their pair; a system's rows, then the mean
+  fs::copy_file(dir / "data" / "test.en-de.raw.de", dir / "ref.de");
+  fs::copy_file(dir / "data" / "test.en-fr.raw.fr", dir / "ref.fr");
+  auto sc = run("score --data " + (dir / "data").string() + " --split test -i " + (dir / "ref.{tgt}").string(), dir);
+  ASSERT_EQ(sc.code, 0) << sc.err;
+  EXPECT_NE(sc.out.find("en-de\t100.00\t100.00\t6\n"), std::string::npos) << sc.out;
+  EXPECT_NE(sc.out.find("en-fr\t100.00\t100.00\t6\n"), std::string::npos) << sc.out;
+  EXPECT_NE(sc.out.find("mean\t100.00"), std::string::npos) << sc.out;
+  auto two = run("score --data " + (dir / "data").string() + " -i " + (dir / "ref.{tgt}").string() + " -i " +
+                     (dir / "hyp.{tgt}").string() + " --paired-bs-n 100",
+                 dir);
+  ASSERT_EQ(two.code, 0) << two.err;
+  EXPECT_NE(two.out.find("en-fr\t" + (dir / "ref.fr").string() + "\t100.00"), std::string::npos) << two.out;
+  EXPECT_NE(two.out.find("en-de\t" + (dir / "hyp.de").string() + "\t"), std::string::npos) << two.out;
+  auto nopat = run("score --data " + (dir / "data").string() + " -i " + (dir / "hyp.de").string(), dir);
+  EXPECT_EQ(nopat.code, 1);
+  EXPECT_NE(nopat.err.find("names no {pair}, {src} or {tgt}"), std::string::npos) << nopat.err;
+}

@@ -3,7 +3,11 @@
 // counts, validation equal to one process, refused mismatches and a killed rank.
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <map>
+#include <mutex>
+#include <set>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -12,10 +16,6 @@
 #include "thor/common/error.h"
 #include "thor/dist/env.h"
 #include "thor/dist/launch.h"
-#include <condition_variable>
-#include <mutex>
-#include <thread>
-
 #include "thor/moe/router.h"
 #include "thor/moe/router_random.h"
 #include "thor/train/checkpoint.h"
@@ -305,7 +305,7 @@ TEST(DataParallel, AKilledRankEndsTheRunWithAnErrorNamingIt) {
 
 // --expert-parallel with THOR: each rank holds E / W experts and draws among its own; the
 // gradients of the experts never cross ranks, the run sends no all-to-all bytes, and the
-// all-reduce carries only the replicated parameters. The checkpoint holds the whole model.
+// all-reduce carries only the replicated parameters. The checkpoint loads as the whole model.
 TEST(ExpertParallel, ThorShardsItsExpertsWithNoTokenTraffic) {
   auto dir = thor::testing::temp_dir("ep_thor");
   std::vector<std::string> ep = {"--num-experts", "4", "--router", "thor", "--expert-parallel", "--nproc-per-node", "2"};
@@ -341,10 +341,68 @@ TEST(ExpertParallel, ThorShardsItsExpertsWithNoTokenTraffic) {
   EXPECT_EQ(tr.wait(), 0) << (dir / "tr.log");
 }
 
-// The experts' shards and their Adam moments are gathered into the checkpoint and sliced
+// Expert-parallel checkpoints are saved per rank: rank 1's experts (values and moments) in
+// experts_N_1of2.pt beside the checkpoint, which names it; shards of checkpoints no longer
+// kept are removed; a missing or mismatched shard is refused with one line naming it.
+TEST(ExpertParallel, CheckpointsKeepEachRanksExpertsInItsOwnFile) {
+  auto dir = thor::testing::temp_dir("ep_files");
+  std::vector<std::string> ep = {"--num-experts", "4",   "--router", "thor", "--expert-parallel", "--nproc-per-node", "2",
+                                 "--save-interval-updates", "2", "--keep-last", "1"};
+  ASSERT_EQ(run_thor(train_args(dir / "ck", 10, ep), dir / "ep.log"), 0) << (dir / "ep.log");
+  const auto ck = dir / "ck";
+  std::set<std::string> shards;
+  for (auto& e : fs::directory_iterator(ck))
+    if (e.path().filename().string().rfind("experts_", 0) == 0) shards.insert(e.path().filename().string());
+  // kept: checkpoint_last = checkpoint_10 and checkpoint_best (validated at 4 and 8)
+  auto best = thor::read_train_state((ck / "checkpoint_best.pt").string())["position"]["best_update"].get<int64_t>();
+  ASSERT_TRUE(best == 4 || best == 8) << best;
+  std::set<std::string> expected = {"experts_10_1of2.pt", "experts_" + std::to_string(best) + "_1of2.pt"};
+  EXPECT_EQ(shards, expected);
+  EXPECT_TRUE(fs::exists(ck / "checkpoint_10.pt"));
+  EXPECT_FALSE(fs::exists(ck / "checkpoint_8.pt"));
+  auto last = thor::load_model((ck / "checkpoint_last.pt").string(), torch::kCPU);
+  auto best_model = thor::load_model((ck / "checkpoint_best.pt").string(), torch::kCPU);
+  EXPECT_EQ(best_model.train_state["position"]["num_updates"], best);
+  EXPECT_EQ(last.model->expert_layers().front()->w1.size(0), 4);
+  // rank 1's rows come from its file: a one-process view of the same experts
+  thor::Adam whole(last.model->parameters(), thor::AdamOptions{}, false);
+  thor::load_training_state((ck / "checkpoint_last.pt").string(), whole);
+  auto params = last.model->parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    EXPECT_TRUE(whole.exp_avg(i).sizes().equals(params[i].sizes())) << i;
+    EXPECT_GT(whole.exp_avg_sq(i).abs().sum().item<double>(), 0.0) << "parameter " << i << " has no moments";
+  }
+  // a missing shard: one error line naming it, from translate too
+  fs::rename(ck / "experts_10_1of2.pt", dir / "moved.pt");
+  try {
+    thor::load_model((ck / "checkpoint_last.pt").string(), torch::kCPU);
+    ADD_FAILURE() << "a checkpoint without its shard loaded";
+  } catch (const thor::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("experts_10_1of2.pt is missing"), std::string::npos) << e.what();
+  }
+  auto tr = thor::testing::start_thor({"translate", "--model", (ck / "checkpoint_last.pt").string(), "--input",
+                                       (data().parent_path() / "valid.src").string()},
+                                      (dir / "tr.log").string());
+  EXPECT_NE(tr.wait(), 0);
+  bool named = false;
+  for (auto& l : thor::testing::read_file(dir / "tr.log")) named = named || l.find("experts_10_1of2.pt is missing") != std::string::npos;
+  EXPECT_TRUE(named);
+  // another update's shard under the expected name
+  if (best != 10) {
+    fs::copy_file(ck / ("experts_" + std::to_string(best) + "_1of2.pt"), ck / "experts_10_1of2.pt");
+    try {
+      thor::load_model((ck / "checkpoint_last.pt").string(), torch::kCPU);
+      ADD_FAILURE() << "a checkpoint with another update's shard loaded";
+    } catch (const thor::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("expects shard 1 of 2 at update 10"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// The experts' shards and their Adam moments are assembled from the shard files and sliced
 // again on resume: a resumed 2-rank run equals the uninterrupted one bit for bit; the
 // checkpoint also continues in one process, and one process's checkpoint on 2 sharded ranks.
-TEST(ExpertParallel, ResumeSlicesTheGatheredCheckpoint) {
+TEST(ExpertParallel, ResumeSlicesTheShardedCheckpoint) {
   auto dir = thor::testing::temp_dir("ep_resume");
   std::vector<std::string> ep = {"--num-experts", "4", "--router", "thor", "--expert-parallel", "--nproc-per-node", "2"};
   auto with = [](std::vector<std::string> a, const std::vector<std::string>& b) {

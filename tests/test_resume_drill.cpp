@@ -2,6 +2,8 @@
 // restart with --resume continues from the newest state instead of starting over.
 #include <gtest/gtest.h>
 
+#include <csignal>
+
 #include "fixtures.h"
 #include "process.h"
 #include "thor/train/checkpoint.h"
@@ -96,6 +98,50 @@ TEST(ResumeDrill, SigtermFinishesTheUpdateSavesAndExitsZero) {
   auto b = thor::load_model((dir / "stopped" / "checkpoint_last.pt").string(), torch::kCPU);
   auto pb = b.model->named_parameters();
   for (auto& kv : a.model->named_parameters()) EXPECT_TRUE(torch::equal(kv.value(), pb[kv.key()])) << kv.key();
+}
+
+// SIGTERM while translate decodes: the batches being decoded finish, the input's longest
+// translated prefix is written (equal to the uninterrupted run's first lines), and the
+// process exits non-zero with one line saying where to continue.
+TEST(ResumeDrill, SigtermStopsTranslateAfterTheBatchesInFlight) {
+  auto data = thor::testing::prepared_toy_data("drill_data", 200, 12, 31);
+  auto dir = thor::testing::temp_dir("sigterm_translate");
+  ASSERT_EQ(thor::testing::start_thor({"--threads", "1", "train", data.string(), "--encoder-embed-dim", "32",
+                                       "--ffn-dim", "64", "--encoder-layers", "1", "--decoder-layers", "1",
+                                       "--attention-heads", "2", "--share-all-embeddings", "--max-tokens", "300",
+                                       "--max-update", "2", "--no-eval-bleu", "--no-progress", "--save-dir",
+                                       (dir / "ck").string()},
+                                      (dir / "train.log").string())
+                .wait(),
+            0);
+  thor::testing::make_toy_corpus(dir / "input", 6000, 77);
+  auto args = std::vector<std::string>{"--threads", "1", "translate", "--model", (dir / "ck" / "checkpoint_last.pt").string(),
+                                       "--beam", "1", "--batch-size", "8", "--workers", "1", "--input",
+                                       (dir / "input.src").string()};
+  ASSERT_EQ(thor::testing::start_thor(args, (dir / "full.log").string(), {}, (dir / "full.out").string()).wait(), 0);
+  auto full = thor::testing::read_file(dir / "full.out");
+  ASSERT_EQ(full.size(), 6000u);
+  auto child = thor::testing::start_thor(args, (dir / "stopped.log").string(), {}, (dir / "stopped.out").string());
+  auto started = [&] {
+    for (auto& l : thor::testing::read_file(dir / "stopped.log"))
+      if (l.find("sentences, beam") != std::string::npos) return true;
+    return false;
+  };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!started() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  child.kill(SIGTERM);
+  EXPECT_EQ(child.wait(std::chrono::seconds(60)), 1);
+  auto out = thor::testing::read_file(dir / "stopped.out");
+  ASSERT_LT(out.size(), full.size()) << "decoding ended before the signal";
+  for (size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], full[i]) << "line " << i + 1;
+  auto log = thor::testing::read_file(dir / "stopped.log");
+  ASSERT_FALSE(log.empty());
+  EXPECT_NE(log.back().find("translate: stopped by SIGTERM: wrote the first " + std::to_string(out.size()) +
+                            " of 6000 translations"),
+            std::string::npos)
+      << log.back();
+  EXPECT_NE(log.back().find("continue from input line " + std::to_string(out.size() + 1)), std::string::npos);
 }
 
 }  // namespace

@@ -9,8 +9,11 @@ namespace thor::cli {
 void add_prepare(CLI::App& app, Common& common) {
   auto* cmd = app.add_subcommand("prepare", "validate parallel text, train SentencePiece, encode");
   static PrepareOptions o;
-  cmd->add_option("--source-lang,-s", o.src_lang, "source language suffix (P.<src>)")->required();
-  cmd->add_option("--target-lang,-t", o.tgt_lang, "target language suffix (P.<tgt>)")->required();
+  cmd->add_option("--source-lang,-s", o.src_lang, "source language suffix (P.<src>)");
+  cmd->add_option("--target-lang,-t", o.tgt_lang, "target language suffix (P.<tgt>)");
+  cmd->add_option("--lang-pairs", o.lang_pairs,
+                  "multilingual instead of -s/-t: SRC-TGT,... over P.<lang> files (one joint SentencePiece "
+                  "model; the target language's tag <2tgt> starts every source)");
   cmd->add_option("--trainpref", o.trainpref, "training files prefix")->required();
   cmd->add_option("--validpref", o.validpref, "validation files prefix")->required();
   cmd->add_option("--testpref", o.testpref, "test files prefix");

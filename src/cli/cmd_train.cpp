@@ -91,7 +91,11 @@ void add_train(CLI::App& app, Common& common) {
       ->capture_default_str();
   cmd->add_option("--eval-beam", o.eval_beam, "beam for validation BLEU")->capture_default_str();
   cmd->add_option("--eval-lenpen", o.eval_lenpen)->capture_default_str();
-  cmd->add_option("--eval-max-sentences", o.eval_max_sentences, "validation BLEU on the first N sentences (0 = all)")->capture_default_str();
+  cmd->add_option("--eval-max-sentences", o.eval_max_sentences, "validation BLEU on the first N sentences of each language pair (0 = all)")->capture_default_str();
+  cmd->add_option("--sampling-temperature", o.sampling_temperature,
+                  "multilingual data: sample language pair p in proportion to size_p^(1/T) (1 = by size, "
+                  "large = uniform; fairseq's --sampling-temperature)")
+      ->capture_default_str();
   cmd->add_flag("--no-eval-bleu{false}", o.eval_bleu, "select the best checkpoint by validation loss instead of BLEU");
   cmd->add_option("--seed", o.seed)->capture_default_str();
   cmd->add_flag("--resume", o.resume, "continue from the newest readable checkpoint in SAVE_DIR (checkpoint_last.pt, else checkpoint_N.pt / checkpoint_best.pt); fresh only when SAVE_DIR holds none");

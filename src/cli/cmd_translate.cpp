@@ -10,6 +10,7 @@
 #include "thor/common/log.h"
 #include "thor/common/op_profile.h"
 #include "thor/common/runtime.h"
+#include "thor/common/stop_signals.h"
 #include "thor/data/corpus.h"
 #include "thor/decode/translator.h"
 #include "thor/ops/gemm.h"
@@ -52,6 +53,9 @@ void add_translate(CLI::App& app, Common& common) {
                   "thread on the CPU)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  static std::string target_lang;
+  cmd->add_option("--target-lang,-t", target_lang,
+                  "target language of a multilingual model (puts its tag <2LANG> before every source)");
   static bool profile = false;
   cmd->add_flag("--profile", profile, "time decoding per operation class (table on stderr)");
   cmd->callback([&common] {
@@ -68,10 +72,18 @@ void add_translate(CLI::App& app, Common& common) {
       throw Error("--expert-select fixed:" + std::to_string(fixed) + ": the model has " +
                   std::to_string(lm.config.num_experts) + " experts");
     lm.model->set_expert_select(select, fixed);
+    o.source_prefix = target_lang_prefix(lm.train_state.value("meta", nlohmann::json()), lm.vocab, target_lang);
     std::unique_ptr<Shortlist> shortlist;
     if (!shortlist_path.empty()) shortlist = std::make_unique<Shortlist>(Shortlist::load(shortlist_path));
     o.shortlist = shortlist.get();
+    // SIGTERM / SIGINT: stop reading, finish the batches being decoded, write the input's
+    // longest translated prefix and exit non-zero (a second signal ends the process at once)
+    StopSignals signals;
+    o.stop = [] { return StopSignals::requested() != 0; };
     auto lines = read_lines(input.empty() ? "/dev/stdin" : input);
+    if (StopSignals::requested())
+      throw Error(std::string("translate: stopped by ") + signal_name(StopSignals::requested()) +
+                  " while reading the input; nothing translated");
     THOR_LOG("translate") << lines.size() << " sentences, beam " << o.search.beam << ", " << dev;
     auto t0 = std::chrono::steady_clock::now();
     std::unique_ptr<OpProfile> prof;
@@ -86,12 +98,14 @@ void add_translate(CLI::App& app, Common& common) {
     }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     int64_t tokens = 0;
-    for (auto& t : out) tokens += t.front().length;
+    for (auto& t : out) tokens += t.empty() ? 0 : t.front().length;
     // One machine-readable line (bench/ reads it): decoding time without model loading.
     THOR_LOG("translate") << "decoded " << lines.size() << " sentences, " << tokens << " target tokens in " << secs
                           << " s: " << lines.size() / std::max(secs, 1e-9) << " sentences/s, "
                           << tokens / std::max(secs, 1e-9) << " target tokens/s";
-    for (size_t i = 0; i < out.size(); ++i) {
+    size_t done = 0;  // the lines before the first one a stop left untranslated
+    while (done < out.size() && !out[done].empty()) ++done;
+    for (size_t i = 0; i < done; ++i) {
       if (o.search.nbest == 1) {
         std::printf("%s\n", out[i].front().text.c_str());
       } else {
@@ -99,6 +113,13 @@ void add_translate(CLI::App& app, Common& common) {
       }
     }
     std::fflush(stdout);
+    if (done < out.size()) {
+      size_t translated = 0;
+      for (auto& t : out) translated += !t.empty();
+      throw Error(std::string("translate: stopped by ") + signal_name(StopSignals::requested()) + ": wrote the first " +
+                  std::to_string(done) + " of " + std::to_string(out.size()) + " translations (" +
+                  std::to_string(translated) + " decoded); continue from input line " + std::to_string(done + 1));
+    }
   });
 }
 

@@ -96,8 +96,13 @@ Batch Batch::to(const torch::Device& d) const {
 std::vector<std::vector<int64_t>> make_batches(const Dataset& ds, int64_t max_tokens,
                                                int64_t max_sentences, uint64_t seed,
                                                int64_t* dropped) {
-  std::vector<int64_t> order(ds.size());
-  std::iota(order.begin(), order.end(), 0);
+  std::vector<int64_t> all(ds.size());
+  std::iota(all.begin(), all.end(), 0);
+  return make_batches(ds, std::move(all), max_tokens, max_sentences, seed, dropped);
+}
+
+std::vector<std::vector<int64_t>> make_batches(const Dataset& ds, std::vector<int64_t> order, int64_t max_tokens,
+                                               int64_t max_sentences, uint64_t seed, int64_t* dropped) {
   std::mt19937_64 rng(seed);
   std::shuffle(order.begin(), order.end(), rng);
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {

@@ -43,6 +43,9 @@ struct Batch {
 std::vector<std::vector<int64_t>> make_batches(const Dataset& ds, int64_t max_tokens,
                                                int64_t max_sentences, uint64_t seed,
                                                int64_t* dropped = nullptr);
+// The same over the examples `examples` of ds (a part of it, or a sample that repeats some).
+std::vector<std::vector<int64_t>> make_batches(const Dataset& ds, std::vector<int64_t> examples, int64_t max_tokens,
+                                               int64_t max_sentences, uint64_t seed, int64_t* dropped = nullptr);
 
 // Splits a batch's examples into at most `parts` contiguous runs with about equal target
 // tokens each (the shards that training workers run at once); no run is empty.

@@ -4,14 +4,45 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <sstream>
 
 #include "thor/common/error.h"
 
 namespace thor {
 
+int64_t DatasetMeta::first_of(size_t p, const std::string& split) const {
+  int64_t first = 0;
+  for (size_t i = 0; i < p && i < pairs.size(); ++i) {
+    auto it = pairs[i].splits.find(split);
+    first += it == pairs[i].splits.end() ? 0 : it->second;
+  }
+  return first;
+}
+
 nlohmann::json meta_json(const DatasetMeta& m) {
+  nlohmann::json pairs = nlohmann::json::array();
+  for (const auto& p : m.pairs) pairs.push_back({{"src", p.src}, {"tgt", p.tgt}, {"splits", p.splits}});
   return {{"src_lang", m.src_lang}, {"tgt_lang", m.tgt_lang}, {"vocab_size", m.vocab_size},
-          {"splits", m.splits}, {"lang_tags", m.lang_tags}, {"format", "thor-data-1"}};
+          {"splits", m.splits},     {"lang_tags", m.lang_tags}, {"pairs", pairs},
+          {"target_tags", m.target_tags}, {"format", "thor-data-1"}};
+}
+
+DatasetMeta meta_from_json(const nlohmann::json& j) {
+  DatasetMeta m;
+  m.src_lang = j.at("src_lang");
+  m.tgt_lang = j.at("tgt_lang");
+  m.vocab_size = j.at("vocab_size");
+  m.splits = j.at("splits").get<std::map<std::string, int64_t>>();
+  m.lang_tags = j.at("lang_tags").get<std::vector<std::string>>();
+  m.target_tags = j.value("target_tags", false);
+  if (j.contains("pairs")) {
+    for (const auto& p : j.at("pairs"))
+      m.pairs.push_back({p.at("src"), p.at("tgt"), p.at("splits").get<std::map<std::string, int64_t>>()});
+  } else {  // written before multilingual datasets: one pair
+    m.pairs.push_back({m.src_lang, m.tgt_lang, m.splits});
+  }
+  return m;
 }
 
 DatasetMeta read_meta(const std::string& dir) {
@@ -21,13 +52,7 @@ DatasetMeta read_meta(const std::string& dir) {
   nlohmann::json j;
   try {
     in >> j;
-    DatasetMeta m;
-    m.src_lang = j.at("src_lang");
-    m.tgt_lang = j.at("tgt_lang");
-    m.vocab_size = j.at("vocab_size");
-    m.splits = j.at("splits").get<std::map<std::string, int64_t>>();
-    m.lang_tags = j.at("lang_tags").get<std::vector<std::string>>();
-    return m;
+    return meta_from_json(j);
   } catch (const nlohmann::json::exception& e) {
     throw Error(path + ": invalid meta.json: " + e.what());
   }
@@ -42,6 +67,38 @@ void write_meta(const std::string& dir, const DatasetMeta& m) {
     out << meta_json(m).dump(2) << '\n';
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) throw Error(path + ": cannot rename");
+}
+
+std::string raw_file(const std::string& data_dir, const DatasetMeta& m, const std::string& split, size_t p,
+                     const std::string& lang) {
+  const std::string name =
+      m.target_tags ? split + "." + m.pairs.at(p).name() + ".raw." + lang : split + ".raw." + lang;
+  return (std::filesystem::path(data_dir) / name).string();
+}
+
+std::vector<LangPair> parse_lang_pairs(const std::string& list) {
+  std::vector<LangPair> out;
+  std::set<std::string> seen;
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const auto dash = item.find('-');
+    LangPair p;
+    if (dash != std::string::npos) p.src = item.substr(0, dash), p.tgt = item.substr(dash + 1);
+    auto ok = [](const std::string& l) {
+      if (l.empty()) return false;
+      for (char c : l)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
+      return true;
+    };
+    if (!ok(p.src) || !ok(p.tgt))
+      throw Error("--lang-pairs: '" + item + "' is not SRC-TGT (e.g. --lang-pairs en-de,en-fr)");
+    if (p.src == p.tgt) throw Error("--lang-pairs: '" + item + "' translates a language into itself");
+    if (!seen.insert(p.name()).second) throw Error("--lang-pairs: " + p.name() + " is given twice");
+    out.push_back(p);
+  }
+  if (out.empty()) throw Error("--lang-pairs: no language pair in '" + list + "'");
+  return out;
 }
 
 }  // namespace thor

@@ -4,11 +4,15 @@
 #include <string>
 
 #include "thor/data/corpus.h"
+#include "thor/data/meta.h"
 
 namespace thor {
 
 struct PrepareOptions {
   std::string src_lang, tgt_lang;
+  // Multilingual instead (e.g. "en-de,en-fr,en-cs" over P.en, P.de, ...): one dataset, one
+  // joint SentencePiece model, the target language's tag (<2de>) before every source.
+  std::string lang_pairs;
   std::string trainpref, validpref, testpref;  // testpref optional
   std::string destdir;
   int vocab_size = 8000;
@@ -18,7 +22,8 @@ struct PrepareOptions {
 };
 
 struct PrepareSummary {
-  int64_t train = 0, valid = 0, test = 0;
+  int64_t train = 0, valid = 0, test = 0;  // all pairs
+  std::vector<LangPair> pairs;             // each pair's sizes
   FilterReport train_text, train_len;
 };
 

@@ -10,8 +10,27 @@
 #include "thor/common/error.h"
 #include "thor/common/runtime.h"
 #include "thor/data/dataset.h"
+#include "thor/data/meta.h"
 
 namespace thor {
+
+int target_lang_prefix(const nlohmann::json& meta, const Vocab& vocab, const std::string& lang) {
+  const bool tagged = meta.is_object() && meta.value("target_tags", false);
+  const std::string targets = meta.is_object() ? meta.value("tgt_lang", std::string()) : std::string();
+  if (!tagged) {
+    if (!lang.empty() && !targets.empty() && lang != targets)
+      throw Error("--target-lang " + lang + ": this model translates into " + targets + " only");
+    return -1;
+  }
+  if (lang.empty())
+    throw Error("this model is multilingual (target languages " + targets + "): give --target-lang");
+  const int id = vocab.piece_to_id(lang_tag(lang));
+  bool known = false;
+  for (const auto& p : meta.value("pairs", nlohmann::json::array())) known = known || p.value("tgt", "") == lang;
+  if (!known || id == Vocab::kUnk)
+    throw Error("--target-lang " + lang + ": this model translates into " + targets);
+  return id;
+}
 
 std::vector<std::vector<Translation>> translate_lines(Transformer& model, const Vocab& vocab,
                                                       const std::vector<std::string>& lines,
@@ -29,6 +48,7 @@ std::vector<std::vector<Translation>> translate_lines(Transformer& model, const 
   std::vector<std::vector<int>> ids(lines.size());
   for (size_t i = 0; i < lines.size(); ++i) {
     ids[i] = vocab.encode(lines[i]);
+    if (opt.source_prefix >= 0) ids[i].insert(ids[i].begin(), opt.source_prefix);
     if (static_cast<int64_t>(ids[i].size()) > cfg.max_positions - 1) ids[i].resize(cfg.max_positions - 1);
   }
   std::vector<size_t> order(lines.size());
@@ -73,7 +93,13 @@ std::vector<std::vector<Translation>> translate_lines(Transformer& model, const 
   std::atomic<int64_t> next{0};
   auto work = [&] {
     TransformerStepModel step_model(model, opt.shortlist);
-    for (int64_t b = next++; b < num_batches; b = next++) decode_batch(step_model, b);
+    for (int64_t b = next++; b < num_batches; b = next++) {
+      if (opt.stop && opt.stop()) {
+        next = num_batches;
+        break;
+      }
+      decode_batch(step_model, b);
+    }
   };
   runtime::run_workers(workers, [&](int64_t) {
     torch::NoGradGuard worker_ng;

@@ -1,8 +1,11 @@
 // Text in, text out: SentencePiece encoding, length-sorted batches, beam search with the
 // Transformer's incremental decoder, detokenised output in input order.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "thor/data/vocab.h"
 #include "thor/decode/search.h"
@@ -45,7 +48,19 @@ struct TranslateOptions {
   // seeded with (seed, batch index).
   int64_t workers = 0;
   uint64_t seed = 1;
+  // Token id put before every source (a multilingual model's target-language tag, as
+  // `thor prepare --lang-pairs` put it in the training data); -1: none.
+  int source_prefix = -1;
+  // Asked before each batch: once it returns true no further batch starts (the ones being
+  // decoded finish) and the lines not decoded get no translation (an empty list).
+  std::function<bool()> stop;
 };
+
+// The source prefix for `--target-lang LANG` with a model trained on `meta` (its checkpoint's
+// train_state["meta"]): the tag's id for a multilingual model (an Error names the languages
+// it knows when LANG is not one, or when LANG is empty), -1 for a bilingual one (whose
+// target, when LANG is given, must be LANG).
+int target_lang_prefix(const nlohmann::json& meta, const Vocab& vocab, const std::string& lang);
 
 struct Translation {
   std::string text;

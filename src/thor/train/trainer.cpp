@@ -1,12 +1,7 @@
 // See trainer.h.
 #include "thor/train/trainer.h"
 
-#include <signal.h>
-#include <unistd.h>
-
 #include <atomic>
-#include <csignal>
-
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -24,9 +19,11 @@
 #include "thor/common/log.h"
 #include "thor/common/op_profile.h"
 #include "thor/common/runtime.h"
+#include "thor/common/stop_signals.h"
 #include "thor/data/corpus.h"
 #include "thor/data/dataset.h"
 #include "thor/data/meta.h"
+#include "thor/data/sampling.h"
 #include "thor/decode/translator.h"
 #include "thor/dist/communicator.h"
 #include "thor/dist/grad_reducer.h"
@@ -52,24 +49,24 @@ void to_json(nlohmann::json& j, const TrainOptions& o) {
        {"label_smoothing", o.label_smoothing}, {"max_update", o.max_update},
        {"max_epoch", o.max_epoch}, {"max_time_s", o.max_time_s}, {"seed", o.seed},
        {"eval_beam", o.eval_beam}, {"eval_lenpen", o.eval_lenpen}, {"consistency_alpha", o.consistency_alpha},
-       {"precision", o.precision}, {"keep_last", o.keep_last}};
+       {"precision", o.precision}, {"keep_last", o.keep_last}, {"sampling_temperature", o.sampling_temperature}};
 }
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr double kLn2 = 0.69314718055994530942;
-std::atomic<int> g_stop_signal{0};  // the signal that asked training to stop (0: none)
 
 struct Position {
   int64_t epoch = 1, batch = 0, num_updates = 0;
   double best = -1e30, elapsed_s = 0;
   bool has_best = false;
+  int64_t best_update = -1;  // the update checkpoint_best.pt holds
 };
 
 nlohmann::json to_json(const Position& p) {
   return {{"epoch", p.epoch}, {"batch", p.batch}, {"num_updates", p.num_updates},
-          {"best", p.best}, {"has_best", p.has_best}, {"elapsed_s", p.elapsed_s}};
+          {"best", p.best}, {"has_best", p.has_best}, {"best_update", p.best_update}, {"elapsed_s", p.elapsed_s}};
 }
 
 Position position_from(const nlohmann::json& j) {
@@ -79,6 +76,7 @@ Position position_from(const nlohmann::json& j) {
   p.num_updates = j.at("num_updates");
   p.best = j.at("best");
   p.has_best = j.at("has_best");
+  p.best_update = j.value("best_update", int64_t{-1});
   p.elapsed_s = j.at("elapsed_s");
   return p;
 }
@@ -138,12 +136,7 @@ class Trainer {
     train_ = Dataset::load((fs::path(opt.data_dir) / "train.bin").string());
     valid_ = Dataset::load((fs::path(opt.data_dir) / "valid.bin").string());
     if (train_.size() == 0) throw Error(opt.data_dir + "/train.bin: no training pairs");
-    valid_src_ = read_lines((fs::path(opt.data_dir) / ("valid.raw." + meta_.src_lang)).string());
-    valid_ref_ = read_lines((fs::path(opt.data_dir) / ("valid.raw." + meta_.tgt_lang)).string());
-    if (opt.eval_max_sentences > 0 && static_cast<int64_t>(valid_src_.size()) > opt.eval_max_sentences) {
-      valid_src_.resize(opt.eval_max_sentences);
-      valid_ref_.resize(opt.eval_max_sentences);
-    }
+    load_valid_pairs();
     if (lead_) fs::create_directories(opt.save_dir);
     last_path_ = (fs::path(opt.save_dir) / "checkpoint_last.pt").string();
 
@@ -199,7 +192,7 @@ class Trainer {
                                     AdamOptions{opt.adam_beta1, opt.adam_beta2, opt.adam_eps, opt.weight_decay});
     if (full) {
       // the whole model's optimizer state, then this rank's slice of it
-      Adam whole(full->model->parameters(), AdamOptions{});
+      Adam whole(full->model->parameters(), AdamOptions{}, /*with_state=*/false);
       load_training_state(resume_from, whole);
       auto mine = model_->parameters();
       optim_->set_steps(whole.steps());
@@ -215,7 +208,22 @@ class Trainer {
     int64_t dropped = 0;
     batches_ = make_batches(train_, opt.max_tokens, opt.max_sentences, opt.seed, &dropped);
     if (dropped) THOR_WARN("train") << dropped << " training pairs exceed --max-tokens and are skipped";
-    valid_batches_ = make_batches(valid_, opt.max_tokens, opt.max_sentences, opt.seed);
+    for (size_t p = 0; p < vpairs_.size(); ++p) {
+      std::vector<int64_t> examples(static_cast<size_t>(vpairs_[p].count));
+      std::iota(examples.begin(), examples.end(), vpairs_[p].first);
+      for (auto& b : make_batches(valid_, examples, opt.max_tokens, opt.max_sentences, opt.seed)) {
+        valid_batches_.push_back(std::move(b));
+        valid_batch_pair_.push_back(p);
+      }
+    }
+    auto share = temperature_shares(train_pair_sizes(), opt.sampling_temperature);  // (checks T)
+    sampled_ = meta_.pairs.size() > 1 && opt.sampling_temperature != 1.0;
+    if (sampled_) {
+      std::ostringstream os;
+      for (size_t p = 0; p < share.size(); ++p) os << " " << meta_.pairs[p].name() << " " << share[p];
+      THOR_LOG("train") << "sampling the language pairs at temperature " << opt.sampling_temperature
+                        << ", shares:" << os.str();
+    }
     int64_t nparams = 0;
     for (auto& p : model_->parameters()) nparams += p.numel();
     THOR_LOG("train") << "model " << cfg.arch << ": " << nparams << " parameters, d=" << cfg.d_model
@@ -364,6 +372,7 @@ class Trainer {
     };
 
     while (!stop()) {
+      if (sampled_) batches_ = sampled_batches(pos_.epoch);
       auto order = epoch_order(batches_.size(), opt_.seed, pos_.epoch);
       while (pos_.batch < static_cast<int64_t>(order.size()) && !stop()) {
         // the update's batches: the next W x update-freq of the global order; this rank's
@@ -405,7 +414,7 @@ class Trainer {
         {
           // the update's sums over the ranks, with the stop requests (every rank stops after
           // the same update), in one collective (alone: nothing)
-          auto totals = torch::tensor({loss, nll, src_tokens, flops, g_stop_signal != 0 ? 1.0 : 0.0}, torch::kDouble);
+          auto totals = torch::tensor({loss, nll, src_tokens, flops, StopSignals::requested() != 0 ? 1.0 : 0.0}, torch::kDouble);
           comm_.allreduce_sum({totals});
           const double* t = totals.data_ptr<double>();
           loss = t[0], nll = t[1];
@@ -438,7 +447,6 @@ class Trainer {
           // checkpoint_last.pt first: whatever instant a kill comes, it holds the newest state
           save({last_path_,
                 (fs::path(opt_.save_dir) / ("checkpoint_" + std::to_string(pos_.num_updates) + ".pt")).string()});
-          if (lead_ && opt_.keep_last > 0) remove_old_checkpoints(opt_.save_dir, opt_.keep_last);
         }
         if (stop_requested) {
           // SIGINT / SIGTERM: this update is done; its state goes to checkpoint_last.pt
@@ -630,38 +638,79 @@ class Trainer {
     THOR_LOG("train") << j.dump();
   }
 
+  // The validation set of every language pair (one for a bilingual dataset): its examples
+  // in valid.bin, its raw source and reference lines, its target tag.
+  void load_valid_pairs() {
+    int64_t total = 0;
+    for (size_t p = 0; p < meta_.pairs.size(); ++p) {
+      const auto& pair = meta_.pairs[p];
+      ValidPair v;
+      v.name = pair.name();
+      v.first = total;
+      v.count = pair.splits.count("valid") ? pair.splits.at("valid") : 0;
+      total += v.count;
+      v.src = read_lines(raw_file(opt_.data_dir, meta_, "valid", p, pair.src));
+      v.ref = read_lines(raw_file(opt_.data_dir, meta_, "valid", p, pair.tgt));
+      if (opt_.eval_max_sentences > 0 && static_cast<int64_t>(v.src.size()) > opt_.eval_max_sentences) {
+        v.src.resize(opt_.eval_max_sentences);
+        v.ref.resize(opt_.eval_max_sentences);
+      }
+      v.prefix = meta_.target_tags ? vocab_.piece_to_id(lang_tag(pair.tgt)) : -1;
+      vpairs_.push_back(std::move(v));
+    }
+    if (total != static_cast<int64_t>(valid_.size()))
+      throw Error(opt_.data_dir + "/meta.json: its language pairs hold " + std::to_string(total) +
+                  " validation pairs, valid.bin " + std::to_string(valid_.size()));
+  }
+
+  std::vector<int64_t> train_pair_sizes() const {
+    std::vector<int64_t> n;
+    for (const auto& pair : meta_.pairs) n.push_back(pair.splits.at("train"));
+    return n;
+  }
+
+  // An epoch of temperature-sampled training data (data/sampling.h), batched; the same on
+  // every rank and after a resume.
+  std::vector<std::vector<int64_t>> sampled_batches(int64_t epoch) const {
+    return make_batches(train_, sample_epoch(train_pair_sizes(), opt_.sampling_temperature, opt_.seed, epoch),
+                        opt_.max_tokens, opt_.max_sentences, opt_.seed + static_cast<uint64_t>(epoch));
+  }
+
+  static constexpr size_t kValidSums = 13;  // per language pair: loss, nll, tokens, 10 BLEU statistics
+
   // Validation sums of the part `part` of `parts` (loss batches round-robin, BLEU
-  // sentences in contiguous runs): [loss, nll, target tokens, 10 BLEU statistics].
+  // sentences in contiguous runs of every pair): kValidSums per language pair.
   std::vector<double> validation_sums(Transformer& m, size_t parts, size_t part) {
-    double loss = 0, nll = 0, ntok = 0;
+    std::vector<double> out(kValidSums * vpairs_.size(), 0.0);
     const auto& c = m->config();
     for (size_t i = part; i < valid_batches_.size(); i += parts) {
       // random experts drawn per batch from its own generator: the same on any number of ranks
       runtime::GeneratorScope batch_rng(at::detail::createCPUGenerator(opt_.seed * 0x9E3779B97F4A7C15ULL + i));
       auto b = collate(valid_, valid_batches_[i], c.pad_id, c.bos_id, c.eos_id).to(device_);
       auto res = label_smoothed_nll(m->forward(b.src, b.tgt_in), b.tgt_out, opt_.label_smoothing, c.pad_id);
-      loss += res.loss.item<double>();
-      nll += res.nll.item<double>();
-      ntok += static_cast<double>(b.ntokens);
+      double* sums = out.data() + kValidSums * valid_batch_pair_[i];
+      sums[0] += res.loss.item<double>();
+      sums[1] += res.nll.item<double>();
+      sums[2] += static_cast<double>(b.ntokens);
     }
-    std::vector<double> out = {loss, nll, ntok};
-    BleuStats stats;
-    if (opt_.eval_bleu && !valid_src_.empty()) {
+    if (!opt_.eval_bleu) return out;
+    for (size_t p = 0; p < vpairs_.size(); ++p) {
+      const auto& v = vpairs_[p];
       TranslateOptions to;
       to.search.beam = opt_.eval_beam;
       to.search.lenpen = opt_.eval_lenpen;
       to.search.max_len_a = 1.2;
       to.search.max_len_b = 10;
-      const size_t n = valid_src_.size(), from = n * part / parts, to_line = n * (part + 1) / parts;
-      std::vector<std::string> src(valid_src_.begin() + from, valid_src_.begin() + to_line);
-      std::vector<std::string> refs(valid_ref_.begin() + from, valid_ref_.begin() + to_line);
+      to.source_prefix = v.prefix;
+      const size_t n = v.src.size(), from = n * part / parts, to_line = n * (part + 1) / parts;
+      std::vector<std::string> src(v.src.begin() + from, v.src.begin() + to_line);
+      std::vector<std::string> refs(v.ref.begin() + from, v.ref.begin() + to_line);
       std::vector<std::string> hyps;
       if (!src.empty())
         for (auto& t : translate_lines(m, vocab_, src, to, device_)) hyps.push_back(t.front().text);
-      stats = bleu_stats(hyps, refs);
+      auto stats = bleu_stats(hyps, refs).to_vector();
+      std::copy(stats.begin(), stats.end(), out.begin() + kValidSums * p + 3);
     }
-    auto v = stats.to_vector();
-    out.insert(out.end(), v.begin(), v.end());
     return out;
   }
 
@@ -674,9 +723,9 @@ class Trainer {
     // Split over the ranks and the sums reduced: the numbers of a one-process validation.
     // With a gated router sharded over the ranks, decoding cannot keep the ranks in step
     // (each sentence ends at its own step): rank 0 validates the gathered whole model alone.
-    std::vector<double> sums(13, 0.0);
+    std::vector<double> sums(kValidSums * vpairs_.size(), 0.0);
     if (gated_ep_) {
-      auto whole = gather_whole().first;
+      auto whole = gather_whole();
       if (lead_) {
         whole->to(device_);
         whole->eval();
@@ -690,18 +739,33 @@ class Trainer {
       comm_.allreduce_sum({t});
       sums.assign(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
     }
-    const double loss = sums[0], nll = sums[1], ntok = std::max(1.0, sums[2]);
-    nlohmann::json j = {{"update", pos_.num_updates}, {"epoch", pos_.epoch},
-                        {"valid_loss", loss / ntok / kLn2},
-                        {"valid_nll", nll / ntok / kLn2}, {"elapsed_s", pos_.elapsed_s}};
-    double metric = -loss / ntok;
-    if (opt_.eval_bleu && !valid_src_.empty()) {
-      auto bleu = bleu_from_stats(BleuStats::from_vector(std::vector<double>(sums.begin() + 3, sums.end())));
-      j["valid_bleu"] = bleu.score;
-      metric = bleu.score;
+    // each pair's loss (per token) and BLEU; a multilingual run's figures are their means
+    double loss = 0, nll = 0, bleu = 0;
+    nlohmann::json per_pair = nlohmann::json::object();
+    const bool with_bleu = opt_.eval_bleu && !vpairs_.empty() && !vpairs_.front().src.empty();
+    for (size_t p = 0; p < vpairs_.size(); ++p) {
+      const double* v = sums.data() + kValidSums * p;
+      const double ntok = std::max(1.0, v[2]);
+      nlohmann::json pj = {{"loss", v[0] / ntok / kLn2}, {"nll", v[1] / ntok / kLn2}};
+      loss += v[0] / ntok / static_cast<double>(vpairs_.size());
+      nll += v[1] / ntok / static_cast<double>(vpairs_.size());
+      if (with_bleu) {
+        pj["bleu"] = bleu_from_stats(BleuStats::from_vector(std::vector<double>(v + 3, v + kValidSums))).score;
+        bleu += pj["bleu"].get<double>() / static_cast<double>(vpairs_.size());
+      }
+      per_pair[vpairs_[p].name] = pj;
     }
+    nlohmann::json j = {{"update", pos_.num_updates}, {"epoch", pos_.epoch},
+                        {"valid_loss", loss / kLn2},
+                        {"valid_nll", nll / kLn2}, {"elapsed_s", pos_.elapsed_s}};
+    double metric = -loss;
+    if (with_bleu) {
+      j["valid_bleu"] = bleu;
+      metric = bleu;
+    }
+    if (meta_.target_tags) j["valid_pairs"] = per_pair;
     bool improved = !pos_.has_best || metric > pos_.best;
-    if (improved) pos_.best = metric, pos_.has_best = true;
+    if (improved) pos_.best = metric, pos_.has_best = true, pos_.best_update = pos_.num_updates;
     j["best"] = pos_.best;
     model_->train();
     runtime::set_cpu_rng_state(rng_state);
@@ -734,35 +798,56 @@ class Trainer {
     return os.str();
   }
 
-  // One serialisation, streamed durably to paths[0], the others names of the same file.
-  // Called on every rank; rank 0 writes. Expert parallel: the experts and their optimizer
-  // moments are gathered into one whole model first, so the checkpoint is that of one
-  // process (translate reads it unchanged; it resumes on any number of ranks).
+  // One serialisation, streamed durably to paths[0], the others names of the same file;
+  // then --keep-last. Called on every rank; rank 0 writes the checkpoint. Expert parallel:
+  // every other rank first writes its experts and their moments to a shard file the
+  // checkpoint names (checkpoint.h), so no rank holds more than its own experts.
   void save(const std::vector<std::string>& paths) {
     CheckpointExtras ex;
     nlohmann::json args = opt_;
     ex.train_state = {{"position", to_json(pos_)}, {"args", args}, {"meta", meta_json(meta_)}};
-    if (sharded_.empty()) {
-      if (!lead_) return;
-      ex.optimizer = optim_.get();
-      save_checkpoint(paths, model_, vocab_, ex);
-    } else {
-      auto [whole, whole_adam] = gather_whole();
-      if (!lead_) return;
-      ex.optimizer = whole_adam.get();
-      save_checkpoint(paths, whole, vocab_, ex);
+    ex.optimizer = optim_.get();
+    if (!sharded_.empty()) {
+      const int64_t W = comm_.size(), N = pos_.num_updates;
+      std::string failed;
+      if (!lead_) {
+        std::vector<ShardTensor> mine;
+        auto params = model_->parameters();
+        for (size_t i = 0; i < params.size(); ++i)
+          if (is_sharded(params[i]))
+            mine.push_back({static_cast<int64_t>(i), params[i].detach(), optim_->exp_avg(i), optim_->exp_avg_sq(i)});
+        try {
+          save_expert_shard((fs::path(opt_.save_dir) / expert_shard_name(N, comm_.rank(), W)).string(), N,
+                            comm_.rank(), W, mine);
+        } catch (const std::exception& e) {
+          failed = e.what();
+        }
+      }
+      // every shard is durable before the checkpoint that names them exists
+      auto outcome = comm_.allgather_string("expert shards saved", failed);
+      for (size_t r = 0; r < outcome.size(); ++r)
+        if (!outcome[r].empty()) throw Error("rank " + std::to_string(r) + " could not save its experts: " + outcome[r]);
+      nlohmann::json files = nlohmann::json::array();
+      for (int64_t r = 1; r < W; ++r) files.push_back(expert_shard_name(N, r, W));
+      ex.expert_shards = {{"shards", W}, {"update", N}, {"files", files}};
+    }
+    if (!lead_) return;
+    save_checkpoint(paths, model_, vocab_, ex);
+    if (opt_.keep_last > 0) remove_old_checkpoints(opt_.save_dir, opt_.keep_last);
+    if (!sharded_.empty()) {
+      std::vector<int64_t> kept = {pos_.num_updates, pos_.best_update};
+      for (auto& [n, path] : numbered_checkpoints(opt_.save_dir)) kept.push_back(n);
+      remove_unreferenced_expert_shards(opt_.save_dir, kept);
     }
   }
 
-  // The whole model and its optimizer state on rank 0 (null elsewhere), from every rank's experts.
-  // Its replicated tensors are this rank's own (shared, not copied); only the experts of the
-  // other ranks and their moments are new memory on rank 0.
-  std::pair<Transformer, std::unique_ptr<Adam>> gather_whole() {
+  // The whole model on rank 0 (null elsewhere), from every rank's experts, for a gated
+  // router's validation. Its replicated tensors are this rank's own (shared, not copied).
+  Transformer gather_whole() {
     torch::NoGradGuard ng;
     auto mine = model_->parameters();
     Transformer whole(nullptr);
     std::vector<torch::Tensor> dst;
-    std::unique_ptr<Adam> adam;
     if (lead_) {
       ModelConfig whole_cfg = model_->config();
       whole_cfg.expert_shards = 1, whole_cfg.expert_shard = 0;
@@ -770,27 +855,19 @@ class Trainer {
       whole = Transformer(whole_cfg);
       runtime::set_cpu_rng_state(rng);
       dst = whole->parameters();
-      adam = std::make_unique<Adam>(dst, AdamOptions{}, /*with_state=*/false);
-      adam->set_steps(optim_->steps());
     }
-    auto whole_of = [&](const torch::Tensor& t, bool own) {  // (every rank takes part in the gather)
-      if (!own) return t.to(torch::kCPU);
-      auto all = comm_.gather(t.to(torch::kCPU), 0);  // to rank 0 only: the others keep their memory
-      return lead_ ? torch::cat(all, 0) : torch::Tensor();
-    };
     for (size_t i = 0; i < mine.size(); ++i) {
-      const bool own = is_sharded(mine[i]);
-      auto value = whole_of(mine[i].detach(), own);
-      auto m1 = whole_of(optim_->exp_avg(i), own), m2 = whole_of(optim_->exp_avg_sq(i), own);
-      if (!lead_) continue;
-      dst[i].set_data(value);  // the whole model's own initial tensor is dropped here
-      adam->exp_avg(i) = m1;
-      adam->exp_avg_sq(i) = m2;
+      auto value = mine[i].detach().to(torch::kCPU);
+      if (is_sharded(mine[i])) {  // every rank takes part; only rank 0 receives
+        auto all = comm_.gather(value, 0);
+        value = lead_ ? torch::cat(all, 0) : torch::Tensor();
+      }
+      if (lead_) dst[i].set_data(value);  // the whole model's own initial tensor is dropped here
     }
-    if (!lead_) return {Transformer(nullptr), nullptr};
+    if (!lead_) return Transformer(nullptr);
     auto bufs = whole->buffers(), my_bufs = model_->buffers();
     for (size_t i = 0; i < bufs.size() && i < my_bufs.size(); ++i) bufs[i].copy_(my_bufs[i].to(torch::kCPU));
-    return {whole, std::move(adam)};
+    return whole;
   }
 
   TrainOptions opt_;
@@ -801,8 +878,16 @@ class Trainer {
   DatasetMeta meta_;
   Vocab vocab_;
   Dataset train_, valid_;
-  std::vector<std::string> valid_src_, valid_ref_;
+  struct ValidPair {
+    std::string name;
+    int64_t first = 0, count = 0;  // its examples in valid_
+    std::vector<std::string> src, ref;
+    int prefix = -1;  // the target tag put before a source (multilingual), -1: none
+  };
+  std::vector<ValidPair> vpairs_;
   std::vector<std::vector<int64_t>> batches_, valid_batches_;
+  std::vector<size_t> valid_batch_pair_;  // the language pair of each validation batch
+  bool sampled_ = false;  // the epochs' data are drawn at --sampling-temperature
   Transformer model_{nullptr};
   std::unique_ptr<Adam> optim_;
   InverseSqrtSchedule sched_;
@@ -856,33 +941,6 @@ class Trainer {
 
 }  // namespace
 
-// SIGINT / SIGTERM during training: the first asks the loop to stop after the current
-// update and save; a second one ends the process at once (as the default action: durable
-// writes leave at most a NAME.tmp, which --resume removes).
-class StopSignals {
- public:
-  StopSignals() {
-    g_stop_signal = 0;
-    struct sigaction sa{};
-    sa.sa_handler = [](int sig) {
-      if (g_stop_signal.exchange(sig) != 0) {
-        std::signal(sig, SIG_DFL);
-        std::raise(sig);
-      }
-    };
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int_);
-    sigaction(SIGTERM, &sa, &old_term_);
-  }
-  ~StopSignals() {
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGTERM, &old_term_, nullptr);
-  }
-
- private:
-  struct sigaction old_int_{}, old_term_{};
-};
-
 nlohmann::json train(const TrainOptions& opt, ModelConfig model_cfg, dist::Communicator* comm) {
   if (opt.max_tokens <= 0) throw Error("--max-tokens must be > 0");
   if (opt.update_freq <= 0) throw Error("--update-freq must be > 0");
@@ -891,6 +949,8 @@ nlohmann::json train(const TrainOptions& opt, ModelConfig model_cfg, dist::Commu
   std::unique_ptr<dist::Communicator> alone;
   if (!comm) alone = dist::local_communicator(), comm = alone.get();
   Trainer t(opt, std::move(model_cfg), *comm);
+  // SIGINT / SIGTERM: the loop stops after the current update and saves (a second signal
+  // ends the process at once: durable writes leave at most a NAME.tmp, which --resume removes)
   StopSignals signals;
   return t.run();
 }

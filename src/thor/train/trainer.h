@@ -40,8 +40,11 @@ struct TrainOptions {
   int64_t validate_interval_updates = 0;  // 0 = at the end of every epoch
   int64_t save_interval_updates = 0;      // 0 = only last/best
   int64_t keep_last = 0;                  // keep the newest N checkpoint_N.pt (0 = all)
+  // Multilingual data: pair p's examples are sampled with probability proportional to
+  // (its size)^(1 / T) (fairseq's --sampling-temperature): 1 = by size, large = uniform.
+  double sampling_temperature = 1.0;
   bool eval_bleu = true;
-  int64_t eval_beam = 4, eval_max_sentences = 0;
+  int64_t eval_beam = 4, eval_max_sentences = 0;  // eval_max_sentences per language pair
   double eval_lenpen = 1.0;
   uint64_t seed = 1;
   bool resume = false;
