@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <nlohmann/json.hpp>
+#include <cmath>
 
 #include "fixtures.h"
 #include "process.h"
@@ -142,6 +144,57 @@ TEST(ResumeDrill, SigtermStopsTranslateAfterTheBatchesInFlight) {
             std::string::npos)
       << log.back();
   EXPECT_NE(log.back().find("continue from input line " + std::to_string(out.size() + 1)), std::string::npos);
+}
+
+// A non-finite gradient skips its update (logged, counted in the JSON log); --max-bad-updates
+// in a row stop the run with one error line, the checkpoints written before intact.
+TEST(ResumeDrill, NonFiniteUpdatesAreSkippedThenStopTheRun) {
+  auto data = thor::testing::prepared_toy_data("drill_data", 200, 12, 31);
+  auto dir = thor::testing::temp_dir("nan_drill");
+  auto args = [&](const fs::path& save, const std::string& max_bad) {
+    return std::vector<std::string>{"--threads", "1", "train", data.string(), "--encoder-embed-dim", "32", "--ffn-dim",
+                                    "64", "--encoder-layers", "1", "--decoder-layers", "1", "--attention-heads", "2",
+                                    "--share-all-embeddings", "--max-tokens", "300", "--max-update", "8",
+                                    "--log-interval", "1", "--save-interval-updates", "2", "--no-eval-bleu",
+                                    "--no-progress", "--max-bad-updates", max_bad, "--save-dir", save.string()};
+  };
+  auto finite = [](const fs::path& ck) {
+    auto m = thor::load_model(ck.string(), torch::kCPU);
+    for (auto& p : m.model->parameters())
+      if (!torch::isfinite(p).all().item<bool>()) return false;
+    return true;
+  };
+  // two bad updates, then good ones again
+  ASSERT_EQ(thor::testing::start_thor(args(dir / "a", "3"), (dir / "a.log").string(), {{"THOR_FAULT_NAN_GRAD", "3-4"}})
+                .wait(),
+            0)
+      << dir / "a.log";
+  int warned = 0;
+  for (auto& l : thor::testing::read_file(dir / "a.log")) warned += l.find("non-finite gradient norm at update") != std::string::npos;
+  EXPECT_EQ(warned, 2);
+  int64_t bad = 0;
+  for (auto& l : thor::testing::read_file(dir / "a" / "train_log.jsonl")) {
+    auto j = nlohmann::json::parse(l);
+    bad += j.value("bad_updates", int64_t{0});
+    if (j.contains("loss")) {
+      EXPECT_TRUE(std::isfinite(j["loss"].get<double>())) << l;
+    }
+  }
+  EXPECT_EQ(bad, 2);
+  EXPECT_TRUE(finite(dir / "a" / "checkpoint_last.pt"));
+  EXPECT_EQ(thor::read_train_state((dir / "a" / "checkpoint_last.pt").string())["position"]["num_updates"], 8);
+  // every update from 5 on is bad: the third in a row stops the run
+  EXPECT_EQ(thor::testing::start_thor(args(dir / "b", "3"), (dir / "b.log").string(), {{"THOR_FAULT_NAN_GRAD", "5-1000"}})
+                .wait(),
+            1);
+  auto log = thor::testing::read_file(dir / "b.log");
+  ASSERT_FALSE(log.empty());
+  EXPECT_NE(log.back().find("3 updates in a row had a non-finite loss or gradient (the last: update 7)"), std::string::npos)
+      << log.back();
+  EXPECT_NE(log.back().find("--max-bad-updates 3"), std::string::npos);
+  EXPECT_EQ(thor::read_train_state((dir / "b" / "checkpoint_last.pt").string())["position"]["num_updates"], 6);
+  EXPECT_TRUE(finite(dir / "b" / "checkpoint_last.pt"));
+  for (auto& f : fs::directory_iterator(dir / "b")) EXPECT_NE(f.path().extension(), ".tmp") << f.path();
 }
 
 }  // namespace

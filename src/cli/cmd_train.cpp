@@ -89,6 +89,10 @@ void add_train(CLI::App& app, Common& common) {
   cmd->add_option("--save-interval-updates", o.save_interval_updates, "also keep checkpoint_N.pt every N updates")->capture_default_str();
   cmd->add_option("--keep-last", o.keep_last, "keep only the newest N checkpoint_N.pt (0 = all; fairseq's --keep-interval-updates)")
       ->capture_default_str();
+  cmd->add_option("--max-bad-updates", o.max_bad_updates,
+                  "stop after this many updates in a row with a non-finite loss or gradient (each is skipped)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--eval-beam", o.eval_beam, "beam for validation BLEU")->capture_default_str();
   cmd->add_option("--eval-lenpen", o.eval_lenpen)->capture_default_str();
   cmd->add_option("--eval-max-sentences", o.eval_max_sentences, "validation BLEU on the first N sentences of each language pair (0 = all)")->capture_default_str();

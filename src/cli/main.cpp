@@ -1,5 +1,8 @@
 // thor: one binary, subcommands info | prepare | train | translate | score | export | shortlist | average.
 // Errors from the library arrive here as exceptions: one line on stderr, exit code 1.
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -34,6 +37,9 @@ int main(int argc, char** argv) {
   thor::cli::add_average(app, common);
   try {
     app.parse(argc, argv);
+    // results go to stdout: a full disk or a closed pipe there is an error, not a silent loss
+    if (std::fflush(stdout) != 0 || std::ferror(stdout))
+      throw thor::Error(std::string("cannot write the results to stdout: ") + std::strerror(errno));
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {

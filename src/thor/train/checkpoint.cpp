@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <regex>
 #include <sstream>
@@ -26,10 +27,20 @@ const FrameKind kShardFile{"THORSHRD", "expert shard", 1, 1, nullptr};
 
 void write_archive(torch::serialize::OutputArchive& ar, const std::string& path, const FrameKind& kind) {
   FramedWriter out(path, kind);
+  // LibTorch's writer must not see an exception (it finishes the archive in a destructor):
+  // the first failure (a full disk) is kept, the rest of the archive dropped, and rethrown.
+  std::exception_ptr failure;
   ar.save_to([&](const void* data, size_t n) -> size_t {
-    out.write(data, n);
+    if (!failure) {
+      try {
+        out.write(data, n);
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    }
     return n;
   });
+  if (failure) std::rethrow_exception(failure);
   out.commit();
 }
 

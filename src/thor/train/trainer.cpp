@@ -2,7 +2,11 @@
 #include "thor/train/trainer.h"
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -49,7 +53,7 @@ void to_json(nlohmann::json& j, const TrainOptions& o) {
        {"label_smoothing", o.label_smoothing}, {"max_update", o.max_update},
        {"max_epoch", o.max_epoch}, {"max_time_s", o.max_time_s}, {"seed", o.seed},
        {"eval_beam", o.eval_beam}, {"eval_lenpen", o.eval_lenpen}, {"consistency_alpha", o.consistency_alpha},
-       {"precision", o.precision}, {"keep_last", o.keep_last}, {"sampling_temperature", o.sampling_temperature}};
+       {"precision", o.precision}, {"keep_last", o.keep_last}, {"max_bad_updates", o.max_bad_updates}, {"sampling_temperature", o.sampling_temperature}};
 }
 
 namespace {
@@ -249,7 +253,7 @@ class Trainer {
                         << reducer_->buckets() << " buckets";
     if (lead_) {
       log_.open((fs::path(opt.save_dir) / "train_log.jsonl").string(), std::ios::app);
-      if (!log_) throw Error(opt.save_dir + "/train_log.jsonl: cannot open for writing");
+      if (!log_) throw Error(opt.save_dir + "/train_log.jsonl: cannot open for writing: " + std::strerror(errno));
     }
   }
 
@@ -331,7 +335,8 @@ class Trainer {
     auto elapsed = [&] { return elapsed0 + std::chrono::duration<double>(Clock::now() - t_start).count(); };
     auto interval_start = Clock::now();
     double int_loss = 0, int_nll = 0, int_gnorm = 0, int_flops = 0;
-    int64_t int_tokens = 0, int_src_tokens = 0, int_updates = 0;
+    int64_t int_tokens = 0, int_src_tokens = 0, int_updates = 0, int_bad = 0;
+    int64_t bad_in_a_row = 0;
     bool tty = opt_.progress && isatty(STDERR_FILENO);
     bool validated_now = false;
     bool stop_requested = false;
@@ -347,7 +352,11 @@ class Trainer {
     // partial interval before each validation and at the end (as fairseq's epoch summary),
     // so a run shorter than the interval still logs its losses and expert shares.
     auto log_interval_now = [&] {
-      if (int_updates == 0) return;
+      if (int_updates == 0) {
+        if (int_bad > 0) write_log({{"update", pos_.num_updates}, {"bad_updates", int_bad}}, tty);
+        int_bad = 0;
+        return;
+      }
       double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();
       nlohmann::json j = {{"update", pos_.num_updates}, {"epoch", pos_.epoch},
                           {"loss", int_loss / int_tokens / kLn2}, {"nll", int_nll / int_tokens / kLn2},
@@ -357,6 +366,7 @@ class Trainer {
                           {"s_per_update", secs / int_updates}, {"gflop_s", int_flops / secs / 1e9},
                           {"rss_mb", runtime::current_rss_mb()},
                           {"elapsed_s", elapsed()}};
+      if (int_bad > 0) j["bad_updates"] = int_bad;
       if (comm_.size() > 1) {
         j["comm_exposed_s"] = reducer_->exposed_s() / int_updates;
         j["comm_s"] = reducer_->comm_s() / int_updates;
@@ -368,7 +378,7 @@ class Trainer {
       stats_.add_to(j, model_->expert_layer_names(), int_tokens);
       write_log(j, tty);
       interval_start = Clock::now();
-      int_loss = int_nll = int_gnorm = int_flops = 0, int_tokens = int_src_tokens = int_updates = 0;
+      int_loss = int_nll = int_gnorm = int_flops = 0, int_tokens = int_src_tokens = int_updates = int_bad = 0;
     };
 
     while (!stop()) {
@@ -410,7 +420,7 @@ class Trainer {
         }
         if (opt_.profile_updates > 0 && pos_.num_updates == start_update_ + opt_.profile_start)
           profile_ = std::make_unique<OpProfile>();
-        auto [loss, nll, gnorm] = update(group, draws, ntok);
+        auto [loss, nll, gnorm] = update_or_explain(group, draws, ntok);
         {
           // the update's sums over the ranks, with the stop requests (every rank stops after
           // the same update), in one collective (alone: nothing)
@@ -427,7 +437,21 @@ class Trainer {
         pos_.batch = end;
         ++pos_.num_updates;
         validated_now = false;
-        int_loss += loss, int_nll += nll, int_gnorm += gnorm, int_tokens += ntok, ++int_updates;
+        if (std::isfinite(gnorm)) {
+          int_loss += loss, int_nll += nll, int_gnorm += gnorm, int_tokens += ntok, ++int_updates;
+          bad_in_a_row = 0;
+        } else {
+          // skipped (update()); its sums would make the interval's figures NaN
+          ++int_bad;
+          if (++bad_in_a_row >= opt_.max_bad_updates) {
+            log_interval_now();
+            throw Error("train: " + std::to_string(bad_in_a_row) +
+                        " updates in a row had a non-finite loss or gradient (the last: update " +
+                        std::to_string(pos_.num_updates) + "); stopping at --max-bad-updates " +
+                        std::to_string(opt_.max_bad_updates) + ". The checkpoints in " + opt_.save_dir +
+                        " are those of earlier updates; try a lower --lr, --clip-norm or float32 products");
+          }
+        }
 
         if (tty && lead_) {
           std::fprintf(stderr, "\r[train] epoch %lld %3.0f%% | update %lld | loss %.3f | %s",
@@ -569,6 +593,7 @@ class Trainer {
       nll_sum += n;
     }
     reducer_->finish();  // gradients summed over the ranks (nothing to do alone); the loss sums: by run()
+    inject_fault();
     // With no clipping the limit is infinite: the call then only measures the norm.
     double limit = opt_.clip_norm > 0 ? opt_.clip_norm : std::numeric_limits<double>::infinity();
     double gnorm = sharded_.empty() ? torch::nn::utils::clip_grad_norm_(model_->parameters(), limit)
@@ -588,6 +613,42 @@ class Trainer {
     if (!router_stats.empty()) comm_.allreduce_sum(router_stats);
     for (auto& l : model_->expert_layers()) l->router->after_update();
     return {loss_sum, nll_sum, gnorm};
+  }
+
+  // update(), with running out of memory explained in terms of the option that sizes it.
+  std::tuple<double, double, double> update_or_explain(const std::vector<std::vector<Batch>>& group,
+                                                       const std::vector<BatchDraws>& draws, int64_t ntok) {
+    auto explain = [&](const std::string& what) {
+      return Error("train: out of memory in update " + std::to_string(pos_.num_updates + 1) + " (batches of up to " +
+                   std::to_string(opt_.max_tokens) + " tokens, --max-tokens): lower --max-tokens, and raise "
+                   "--update-freq to keep the tokens per update (" + what + ")");
+    };
+    try {
+      return update(group, draws, ntok);
+    } catch (const c10::Error& e) {
+      const std::string msg = e.what_without_backtrace();
+      if (msg.find("can't allocate memory") == std::string::npos && msg.find("out of memory") == std::string::npos)
+        throw;
+      throw explain(msg.substr(0, msg.find('\n')));
+    } catch (const std::bad_alloc&) {
+      throw explain("std::bad_alloc");
+    }
+  }
+
+  // Fault drills: THOR_FAULT_NAN_GRAD=A-B makes the gradients of updates A..B (1-based) NaN,
+  // as a diverging run would, so the bad-update handling can be exercised for real.
+  void inject_fault() {
+    static const char* spec = std::getenv("THOR_FAULT_NAN_GRAD");
+    if (!spec || !*spec) return;
+    long long a = 0, b = 0;
+    if (std::sscanf(spec, "%lld-%lld", &a, &b) != 2) b = a = std::atoll(spec);
+    const int64_t u = pos_.num_updates + 1;
+    if (u < a || u > b) return;
+    for (auto& p : model_->parameters())
+      if (p.grad().defined()) {
+        p.mutable_grad().fill_(std::numeric_limits<float>::quiet_NaN());
+        break;
+      }
   }
 
   void finish_profile() {

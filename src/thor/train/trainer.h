@@ -40,6 +40,9 @@ struct TrainOptions {
   int64_t validate_interval_updates = 0;  // 0 = at the end of every epoch
   int64_t save_interval_updates = 0;      // 0 = only last/best
   int64_t keep_last = 0;                  // keep the newest N checkpoint_N.pt (0 = all)
+  // An update whose loss or gradient is not finite is skipped; this many in a row stop the
+  // run with an error (the checkpoints written before stay as they are).
+  int64_t max_bad_updates = 10;
   // Multilingual data: pair p's examples are sampled with probability proportional to
   // (its size)^(1 / T) (fairseq's --sampling-temperature): 1 = by size, large = uniform.
   double sampling_temperature = 1.0;
