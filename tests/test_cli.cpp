@@ -203,6 +203,11 @@ TEST(Cli, MultilingualPrepareTrainTranslateScoreByPair) {
   ASSERT_EQ(t.code, 0) << t.err;
   EXPECT_NE(t.err.find("sampling the language pairs at temperature 1.5"), std::string::npos) << t.err;
   const auto model = (dir / "ck" / "checkpoint_last.pt").string();
+  auto info = run("info --model " + model, dir);
+  ASSERT_EQ(info.code, 0) << info.err;
+  EXPECT_NE(info.out.find("updates: 4\n"), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("languages: en -> de,fr\n"), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("parameter digest: "), std::string::npos) << info.out;
   auto none = run("translate --model " + model + " --input " + (dir / "test.en").string(), dir);
   EXPECT_EQ(none.code, 1);
   EXPECT_NE(none.err.find("this model is multilingual (target languages de,fr): give --target-lang"),

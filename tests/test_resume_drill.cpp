@@ -1,5 +1,6 @@
 // The real binary killed with SIGKILL while it trains with --save-interval-updates: the
-// restart with --resume continues from the newest state instead of starting over.
+// restart with --resume continues from the newest state instead of starting over, and the
+// finished run equals an uninterrupted one bit for bit (bench/kill_drill.sh: 50 kills).
 #include <gtest/gtest.h>
 
 #include <csignal>
@@ -14,12 +15,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-thor::testing::Child start_train(const fs::path& data, const fs::path& save, const fs::path& log) {
+thor::testing::Child start_train(const fs::path& data, const fs::path& save, const fs::path& log,
+                                 int64_t max_update = 100000) {
   return thor::testing::start_thor(
       {"--threads", "1", "train", data.string(), "--encoder-embed-dim", "32", "--ffn-dim", "64", "--encoder-layers",
        "1", "--decoder-layers", "1", "--attention-heads", "2", "--share-all-embeddings", "--max-tokens", "300",
-       "--max-update", "100000", "--save-interval-updates", "3", "--no-eval-bleu", "--no-progress", "--resume",
-       "--save-dir", save.string()},
+       "--dropout", "0.2", "--workers", "1", "--max-update", std::to_string(max_update), "--save-interval-updates",
+       "3", "--no-eval-bleu", "--no-progress", "--resume", "--save-dir", save.string()},
       log.string());
 }
 
@@ -64,6 +66,17 @@ TEST(ResumeDrill, SigkillDuringPeriodicSavesResumesFromTheNewestState) {
   }
   EXPECT_EQ(fresh, 1);    // only the very first start
   EXPECT_EQ(resumed, 1);  // the restart continued
+  // finished after the kills, it equals a run never interrupted, bit for bit
+  const int64_t target =
+      thor::read_train_state((save / "checkpoint_last.pt").string())["position"]["num_updates"].get<int64_t>() + 4;
+  ASSERT_EQ(start_train(data, save, log, target).wait(), 0) << log;
+  ASSERT_EQ(start_train(data, dir / "straight", dir / "straight.log", target).wait(), 0);
+  auto a = thor::load_model((save / "checkpoint_last.pt").string(), torch::kCPU);
+  auto b = thor::load_model((dir / "straight" / "checkpoint_last.pt").string(), torch::kCPU);
+  EXPECT_EQ(a.train_state["position"]["num_updates"], target);
+  EXPECT_EQ(thor::parameter_digest(a.model), thor::parameter_digest(b.model));
+  auto pb = b.model->named_parameters();
+  for (auto& kv : a.model->named_parameters()) EXPECT_TRUE(torch::equal(kv.value(), pb[kv.key()])) << kv.key();
 }
 
 // SIGTERM during training: the update in progress finishes, checkpoint_last.pt gets its

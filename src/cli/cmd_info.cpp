@@ -1,4 +1,5 @@
-// `thor info`: what this build runs on and how fast its matrix products are.
+// `thor info`: what this build runs on and how fast its matrix products are;
+// `thor info --model P`: a checkpoint checked and summarised (its parameter digest included).
 #include <cstdio>
 
 #include <torch/torch.h>
@@ -7,6 +8,7 @@
 #include "cli/commands.h"
 #include "thor/common/runtime.h"
 #include "thor/ops/gemm.h"
+#include "thor/train/checkpoint.h"
 
 namespace thor::cli {
 
@@ -16,8 +18,27 @@ void add_info(CLI::App& app, Common& common) {
   static std::string device = "auto";
   cmd->add_option("--size", n, "matmul size n for the n^3 measurement")->check(CLI::Range(16, 16384));
   cmd->add_option("--device", device, "auto, cpu or cuda[:N]");
+  static std::string model_path;
+  cmd->add_option("--model", model_path,
+                  "a checkpoint instead: check it (format, checksum, expert shards) and print what it holds");
   cmd->callback([&common] {
     apply_common(common);
+    if (!model_path.empty()) {
+      auto lm = load_model(model_path, torch::kCPU);
+      int64_t params = 0;
+      for (auto& p : lm.model->parameters()) params += p.numel();
+      const auto& pos = lm.train_state.value("position", nlohmann::json::object());
+      const auto& meta = lm.train_state.value("meta", nlohmann::json::object());
+      std::printf("checkpoint: %s\n", model_path.c_str());
+      std::printf("updates: %lld\n", static_cast<long long>(pos.value("num_updates", int64_t{0})));
+      std::printf("model: %s, %lld parameters, %lld experts (router %s)\n", lm.config.arch.c_str(),
+                  static_cast<long long>(params), static_cast<long long>(lm.config.num_experts),
+                  lm.config.router.c_str());
+      std::printf("languages: %s -> %s\n", meta.value("src_lang", std::string("?")).c_str(),
+                  meta.value("tgt_lang", std::string("?")).c_str());
+      std::printf("parameter digest: %08x\n", parameter_digest(lm.model));
+      return;
+    }
     auto dev = runtime::parse_device(device);
     std::printf("libtorch: %s\n", TORCH_VERSION);
     std::printf("device: %s%s\n", dev.str().c_str(),

@@ -8,6 +8,8 @@
 #include <regex>
 #include <sstream>
 
+#include <zlib.h>
+
 #include "thor/common/error.h"
 #include "thor/common/file_io.h"
 #include "thor/common/framed_file.h"
@@ -302,6 +304,15 @@ LoadedModel load_model(const std::string& path, const torch::Device& device) {
   lm.model->to(device);
   lm.model->eval();
   return lm;
+}
+
+uint32_t parameter_digest(Transformer& model) {
+  unsigned long crc = crc32(0L, Z_NULL, 0);
+  for (auto& p : model->parameters()) {
+    auto c = p.detach().to(torch::kCPU).contiguous();
+    crc = crc32(crc, static_cast<const Bytef*>(c.data_ptr()), static_cast<uInt>(c.numel() * c.element_size()));
+  }
+  return static_cast<uint32_t>(crc);
 }
 
 void load_training_state(const std::string& path, Adam& optimizer) {

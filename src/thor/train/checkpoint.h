@@ -76,6 +76,10 @@ struct LoadedModel {
 // Loads config, vocabulary and weights (model in eval mode on `device`).
 LoadedModel load_model(const std::string& path, const torch::Device& device);
 
+// CRC32 of every parameter's values in Transformer::parameters() order: equal digests mean
+// bit-identical parameters (kill drills compare a resumed run with an uninterrupted one).
+uint32_t parameter_digest(Transformer& model);
+
 // Restores optimizer state and the global RNG from a training checkpoint.
 void load_training_state(const std::string& path, Adam& optimizer);
 
