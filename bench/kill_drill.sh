@@ -2,14 +2,17 @@
 # Kill drill (issue 15, item 3): `thor train --resume` killed with SIGKILL at random instants
 # KILLS times (during updates, checkpoint writes and validations), restarted each time; then
 # it finishes, and its parameters must be bit-identical to an uninterrupted run's at the same
-# update (CPU, 1 thread, 1 worker). After every kill the newest checkpoint must be readable
+# update (CPU, 1 thread, 1 worker); THOR E=2 transformer_tiny by default. After every kill the newest checkpoint must be readable
 # (`thor info --model` checks format, checksum and contents). Reports drills run, drills
 # recovered, and updates lost per drill (those logged before the kill but not in the
 # checkpoint resumed from; at most one --save-interval-updates, 5).
 #   bash bench/kill_drill.sh [KILLS] [OUT_DIR]      (defaults: 50, runs/kill-drill)
-# The corpus is generated here (no external data).
+# DELAY_MIN / DELAY_MAX: the range of seconds before each kill (3-12). The corpus is
+# generated here (no external data).
 set -euo pipefail
 kills=${1:-50}
+# seconds from a start to its kill, uniform (start-up takes ~1-2 s of them)
+delay_min=${DELAY_MIN:-3} delay_max=${DELAY_MAX:-12}
 out=${2:-runs/kill-drill}
 root=$(cd "$(dirname "$0")/.." && pwd)
 thor=${THOR_BIN:-$root/build/thor}
@@ -31,11 +34,12 @@ head -n 40 "$out/raw/train.src" > "$out/raw/valid.src"
 head -n 40 "$out/raw/train.tgt" > "$out/raw/valid.tgt"
 "$thor" prepare -s src -t tgt --trainpref "$out/raw/train" --validpref "$out/raw/valid" --destdir "$out/data" \
   --vocab-size 100 2> "$out/prepare.log"
-args=(--threads 1 train "$out/data" --encoder-embed-dim 32 --ffn-dim 64 --encoder-layers 2 --decoder-layers 2
-      --attention-heads 2 --share-all-embeddings --num-experts 2 --router thor --dropout 0.1 --max-tokens 400
+# THOR E=2 transformer_tiny (ARCH_FLAGS to change it, e.g. a smaller model for a quicker drill)
+arch=(${ARCH_FLAGS:---arch transformer_tiny})
+args=(--threads 1 train "$out/data" "${arch[@]}" --share-all-embeddings --num-experts 2 --router thor --dropout 0.3 --max-tokens 400
       --save-interval-updates 5 --validate-interval-updates 7 --eval-beam 2 --eval-max-sentences 20
       --workers 1 --log-interval 1 --no-progress)
-logged_max() { grep -o '"update":[0-9]*' "$1/train_log.jsonl" 2> /dev/null | cut -d: -f2 | sort -n | tail -1; }
+logged_max() { { grep -o '"update":[0-9]*' "$1/train_log.jsonl" 2> /dev/null || true; } | cut -d: -f2 | sort -n | tail -1; }
 ck_updates() { "$thor" info --model "$1/checkpoint_last.pt" 2> /dev/null | awk '/^updates:/ {print $2}'; }
 report="$out/report.md"
 recovered=0 unreadable=0 lost_total=0 lost_max=0 during_write=0
@@ -44,7 +48,7 @@ RANDOM=12345
 for i in $(seq 1 "$kills"); do
   "$thor" "${args[@]}" --max-update 1000000 --resume --save-dir "$out/drill" 2>> "$out/drill.log" &
   pid=$!
-  delay=$(awk -v r=$RANDOM 'BEGIN {printf "%.2f", 0.8 + 2.2 * r / 32767}')
+  delay=$(awk -v r=$RANDOM -v lo="$delay_min" -v hi="$delay_max" 'BEGIN {printf "%.2f", lo + (hi - lo) * r / 32767}')
   sleep "$delay"
   writing=no
   ls "$out/drill"/*.tmp > /dev/null 2>&1 && writing=yes
@@ -72,7 +76,7 @@ d1=$("$thor" info --model "$out/drill/checkpoint_last.pt" | awk '/digest/ {print
 d2=$("$thor" info --model "$out/straight/checkpoint_last.pt" | awk '/digest/ {print $3}')
 same=no; [ "$d1" = "$d2" ] && same=yes
 {
-  echo "Kill drill: $kills SIGKILLs at random instants (0.8-3.0 s after each start) of THOR E=2 training"
+  echo "Kill drill: $kills SIGKILLs at random instants ($delay_min-$delay_max s after each start) of THOR E=2 training (${arch[*]})"
   echo "(--save-interval-updates 5, --validate-interval-updates 7), each followed by --resume."
   echo
   echo "| drills | recovered (latest checkpoint readable) | unreadable | killed during a write | updates lost: mean | max | final update | resumed = uninterrupted (parameter digest) |"

@@ -108,6 +108,7 @@ FramedFile open_framed(const std::string& path, const FrameKind& kind) {
     throw Error(path + ": not a " + what + " (unknown contents)");
   }
   if (got < kHeader) throw Error(path + ": truncated " + what + " (" + std::to_string(size) + " bytes, no whole header)");
+  if (get64(h + 24) != 0) throw Error(path + ": damaged " + what + " (reserved header bytes are set)");
   out.version = get32(h + 8);
   const uint32_t stored_crc = get32(h + 12);
   out.offset = kHeader, out.length = get64(h + 16);
