@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
@@ -239,4 +241,133 @@ TEST(Cli, MultilingualPrepareTrainTranslateScoreByPair) {
   auto nopat = run("score --data " + (dir / "data").string() + " -i " + (dir / "hyp.de").string(), dir);
   EXPECT_EQ(nopat.code, 1);
   EXPECT_NE(nopat.err.find("names no {pair}, {src} or {tgt}"), std::string::npos) << nopat.err;
+}
+
+// The bad-input catalogue (issue 15, item 6), through the binary: each case one clear
+// error line (or a warning) and never a lost or shifted line.
+namespace {
+
+fs::path catalogue_data(const fs::path& dir) {
+  thor::testing::make_toy_corpus(dir / "train", 200, 61, "en", "de");
+  thor::testing::make_toy_corpus(dir / "valid", 8, 62, "en", "de");
+  return dir / "train";
+}
+
+std::string prepare_args(const fs::path& dir, const fs::path& trainpref, const std::string& dest) {
+  return "prepare -s en -t de --trainpref " + trainpref.string() + " --validpref " + (dir / "valid").string() +
+         " --destdir " + (dir / dest).string() + " --vocab-size 90";
+}
+
+std::string bytes_of(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
+TEST(BadInput, AOneMegabyteLineIsReportedAndFilteredOut) {
+  auto dir = thor::testing::temp_dir("bad_1mb");
+  auto pref = catalogue_data(dir);
+  {
+    std::ofstream en(pref.string() + ".en", std::ios::app), de(pref.string() + ".de", std::ios::app);
+    en << std::string(1 << 20, 'a') << "\n";
+    de << "xao.\n";
+  }
+  auto r = run(prepare_args(dir, pref, "data"), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("train: 200 pairs kept, 1 removed"), std::string::npos) << r.err;
+}
+
+TEST(BadInput, ABinaryFileIsRefusedNamingIt) {
+  auto dir = thor::testing::temp_dir("bad_binary");
+  catalogue_data(dir);
+  std::string junk;
+  for (int i = 0; i < 4000; ++i) junk += static_cast<char>((i * 131 + 7) % 256 | 0x80);
+  for (auto side : {"bin.en", "bin.de"}) {
+    std::ofstream out(dir / side, std::ios::binary);
+    for (int l = 0; l < 20; ++l) out << junk.substr(static_cast<size_t>(l) * 100, 100) << "\n";
+  }
+  auto r = run(prepare_args(dir, dir / "bin", "data"), dir);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("thor: error: " + (dir / "bin.en").string() + ": no usable training pairs"), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("(20 with invalid UTF-8, 0 with an empty side)"), std::string::npos) << r.err;
+}
+
+TEST(BadInput, CrlfLineEndsPrepareAsLf) {
+  auto dir = thor::testing::temp_dir("bad_crlf");
+  auto pref = catalogue_data(dir);
+  for (auto lang : {"en", "de"}) {
+    std::ofstream out(dir / ("crlf." + std::string(lang)), std::ios::binary);
+    for (auto& l : thor::testing::read_file(pref.string() + "." + lang)) out << l << "\r\n";
+  }
+  ASSERT_EQ(run(prepare_args(dir, pref, "lf"), dir).code, 0);
+  ASSERT_EQ(run(prepare_args(dir, dir / "crlf", "crlf"), dir).code, 0);
+  EXPECT_EQ(bytes_of(dir / "lf" / "train.bin"), bytes_of(dir / "crlf" / "train.bin"));
+}
+
+TEST(BadInput, DataDirsOfANewerFormatOrHalfWrittenAreRefused) {
+  auto dir = thor::testing::temp_dir("bad_datadir");
+  auto pref = catalogue_data(dir);
+  ASSERT_EQ(run(prepare_args(dir, pref, "data"), dir).code, 0);
+  fs::copy(dir / "data", dir / "newer", fs::copy_options::recursive);
+  auto meta = nlohmann::json::parse(bytes_of(dir / "newer" / "meta.json"));
+  meta["format"] = "thor-data-9";
+  std::ofstream(dir / "newer" / "meta.json") << meta.dump();
+  auto r = run("train " + (dir / "newer").string() + " --max-update 1 --save-dir " + (dir / "ck").string(), dir);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("meta.json: written by a newer thor (dataset format 9; this thor reads 1)"), std::string::npos)
+      << r.err;
+  fs::copy(dir / "data", dir / "half", fs::copy_options::recursive);
+  fs::remove(dir / "half" / "train.bin");
+  auto h = run("train " + (dir / "half").string() + " --max-update 1 --save-dir " + (dir / "ck2").string(), dir);
+  EXPECT_EQ(h.code, 1);
+  EXPECT_NE(h.err.find("train.bin"), std::string::npos) << h.err;
+}
+
+TEST(BadInput, AMisspeltOptionGetsTheNearestOne) {
+  auto dir = thor::testing::temp_dir("bad_option");
+  auto r = run("train data --max-tokn 300", dir);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--max-tokn"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("(did you mean --max-tokens?)"), std::string::npos) << r.err;
+  auto t = run("translate --model x.pt --beem 4", dir);
+  EXPECT_NE(t.err.find("(did you mean --beam?)"), std::string::npos) << t.err;
+}
+
+// A checkpoint resumed on data of another vocabulary, and translate's odd lines: empty lines
+// give empty lines, over-long and invalid UTF-8 lines are warned about, the count is kept.
+TEST(BadInput, VocabularyMismatchAndTranslatesOddLines) {
+  auto dir = thor::testing::temp_dir("bad_vocab");
+  auto pref = catalogue_data(dir);
+  ASSERT_EQ(run(prepare_args(dir, pref, "data"), dir).code, 0);
+  thor::testing::make_toy_corpus(dir / "other", 200, 63, "en", "de");
+  ASSERT_EQ(run("prepare -s en -t de --trainpref " + (dir / "other").string() + " --validpref " +
+                    (dir / "valid").string() + " --destdir " + (dir / "data2").string() + " --vocab-size 70",
+                dir)
+                .code,
+            0);
+  const std::string model_flags =
+      " --encoder-embed-dim 32 --ffn-dim 64 --encoder-layers 1 --decoder-layers 1 --attention-heads 2"
+      " --share-all-embeddings --max-tokens 300 --no-eval-bleu --no-progress --save-dir " + (dir / "ck").string();
+  ASSERT_EQ(run("train " + (dir / "data").string() + " --max-update 2" + model_flags, dir).code, 0);
+  auto r = run("train " + (dir / "data2").string() + " --max-update 4 --resume" + model_flags, dir);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("was trained with another vocabulary"), std::string::npos) << r.err;
+  {
+    std::ofstream in(dir / "odd.en", std::ios::binary);
+    in << "red dog.\n\n" << std::string(3000, 'b') << " x\nbad \xff\xfe bytes.\n   \nend.\n";
+  }
+  auto t = run("translate --beam 1 --model " + (dir / "ck" / "checkpoint_last.pt").string() + " --input " +
+                   (dir / "odd.en").string(),
+               dir);
+  ASSERT_EQ(t.code, 0) << t.err;
+  std::vector<std::string> out;
+  std::istringstream lines(t.out);
+  for (std::string l; std::getline(lines, l);) out.push_back(l);
+  ASSERT_EQ(out.size(), 6u) << t.out;
+  EXPECT_EQ(out[1], "");
+  EXPECT_EQ(out[4], "");
+  EXPECT_NE(t.err.find("1 input line(s) with invalid UTF-8 (the first: line 4)"), std::string::npos) << t.err;
+  EXPECT_NE(t.err.find("source positions (the first: line 3): truncated"), std::string::npos) << t.err;
 }

@@ -1,9 +1,13 @@
 // thor: one binary, subcommands info | prepare | train | translate | score | export | shortlist | average.
 // Errors from the library arrive here as exceptions: one line on stderr, exit code 1.
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "thor/common/error.h"
@@ -16,6 +20,46 @@ void apply_common(const Common& common) {
   if (common.quiet) thor::log_level() = 0;
 }
 }  // namespace thor::cli
+
+namespace {
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// " (did you mean --max-tokens?)" for the first unexpected --option of `extras` closest to an
+// option of the command that was run (or of thor itself); "" when none is close.
+std::string nearest_option(CLI::App& app, const std::vector<std::string>& extras) {
+  std::vector<CLI::App*> apps = {&app};
+  for (auto* sub : app.get_subcommands()) apps.push_back(sub);
+  for (const auto& arg : extras) {
+    if (arg.rfind("--", 0) != 0) continue;
+    const std::string given = arg.substr(0, arg.find('='));
+    std::string best;
+    size_t best_d = std::max<size_t>(3, given.size() / 3) + 1;
+    for (auto* a : apps)
+      for (const auto* opt : a->get_options())
+        for (const auto& name : opt->get_lnames()) {
+          const size_t d = edit_distance(given, "--" + name);
+          if (d < best_d) best_d = d, best = "--" + name;
+        }
+    if (!best.empty()) return " (did you mean " + best + "?)";
+  }
+  return "";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   thor::runtime::ensure_fast_blas(argc, argv);
@@ -44,6 +88,14 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
+  } catch (const CLI::ExtrasError& e) {
+    // "The following argument(s) were not expected: --max-tokn 300"
+    std::vector<std::string> extras;
+    const std::string msg = e.what();
+    std::istringstream words(msg.substr(msg.find(':') == std::string::npos ? 0 : msg.find(':') + 1));
+    for (std::string w; words >> w;) extras.push_back(w);
+    std::cerr << "thor: error: " << e.what() << nearest_option(app, extras) << "\n";
+    return 2;
   } catch (const CLI::ParseError& e) {
     std::cerr << "thor: error: " << e.what() << "\n";
     return e.get_exit_code() == 0 ? 0 : 2;

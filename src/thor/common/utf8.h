@@ -1,5 +1,6 @@
 // The one UTF-8 decoder of the project (corpus validation, BLEU/chrF tokenisation).
 #pragma once
+#include <cstdint>
 #include <string>
 
 namespace thor {
@@ -33,6 +34,23 @@ inline bool utf8_next(const std::string& s, size_t& i, char32_t& cp) {
   cp = v;
   i += extra + 1;
   return true;
+}
+
+// s with every invalid byte replaced by U+FFFD; *replaced counts them (may be null).
+inline std::string replace_invalid_utf8(const std::string& s, int64_t* replaced = nullptr) {
+  std::string out;
+  out.reserve(s.size());
+  char32_t cp;
+  for (size_t i = 0; i < s.size();) {
+    const size_t start = i;
+    if (utf8_next(s, i, cp)) {
+      out.append(s, start, i - start);
+    } else {
+      out += "\xEF\xBF\xBD";
+      if (replaced) ++*replaced;
+    }
+  }
+  return out;
 }
 
 }  // namespace thor

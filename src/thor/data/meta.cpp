@@ -2,6 +2,7 @@
 #include "thor/data/meta.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -29,6 +30,11 @@ nlohmann::json meta_json(const DatasetMeta& m) {
 }
 
 DatasetMeta meta_from_json(const nlohmann::json& j) {
+  const std::string format = j.value("format", std::string("thor-data-1"));
+  if (format.rfind("thor-data-", 0) != 0)
+    throw Error("not a thor dataset (format '" + format + "')");
+  if (std::atoi(format.c_str() + 10) > 1)
+    throw Error("written by a newer thor (dataset format " + format.substr(10) + "; this thor reads 1)");
   DatasetMeta m;
   m.src_lang = j.at("src_lang");
   m.tgt_lang = j.at("tgt_lang");
@@ -55,6 +61,8 @@ DatasetMeta read_meta(const std::string& dir) {
     return meta_from_json(j);
   } catch (const nlohmann::json::exception& e) {
     throw Error(path + ": invalid meta.json: " + e.what());
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
   }
 }
 

@@ -123,8 +123,10 @@ PrepareSummary prepare_dataset(const PrepareOptions& opt) {
     ParallelText clean = texts[p].train;
     FilterOptions quiet = opt.filter;
     quiet.max_reports = 0;
-    filter_text(clean, quiet);
-    if (clean.size() == 0) throw Error(texts[p].train.src_path + ": no usable training pairs");
+    auto rep = filter_text(clean, quiet);
+    if (clean.size() == 0)
+      throw Error(texts[p].train.src_path + ": no usable training pairs (" + std::to_string(rep.invalid_utf8) +
+                  " with invalid UTF-8, " + std::to_string(rep.empty) + " with an empty side)");
     for (const bool source : {true, false}) {
       const auto& path = source ? texts[p].train.src_path : texts[p].train.tgt_path;
       if (std::find(files.begin(), files.end(), path) != files.end()) continue;

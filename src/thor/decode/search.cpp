@@ -22,7 +22,8 @@ std::vector<std::vector<Hypothesis>> beam_search(StepModel& model, const torch::
   {
     auto lens = src.ne(opt.pad).sum(1).to(torch::kCPU);
     for (int64_t b = 0; b < B; ++b)
-      max_len[b] = std::max<int64_t>(1, static_cast<int64_t>(opt.max_len_a * lens[b].item<int64_t>()) + opt.max_len_b);
+      max_len[b] = std::min(opt.max_len_limit,
+                            std::max<int64_t>(1, static_cast<int64_t>(opt.max_len_a * lens[b].item<int64_t>()) + opt.max_len_b));
   }
 
   // Encode once. Step 0 runs one row per sentence (all its beams would be identical), and

@@ -4,6 +4,7 @@
 // finalised hypotheses, and its rows leave the batch. Beam 1 is greedy decoding.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include <torch/torch.h>
@@ -27,6 +28,7 @@ struct SearchOptions {
   double lenpen = 1.0;
   double max_len_a = 0.0;  // max output length = a * src_len + b (tokens, without eos)
   int64_t max_len_b = 200;
+  int64_t max_len_limit = std::numeric_limits<int64_t>::max();  // output tokens at most (the model's positions)
   int64_t nbest = 1;
   int64_t bos = 2, eos = 3, pad = 0;
 };

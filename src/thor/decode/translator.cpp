@@ -8,7 +8,9 @@
 #include <numeric>
 
 #include "thor/common/error.h"
+#include "thor/common/log.h"
 #include "thor/common/runtime.h"
+#include "thor/common/utf8.h"
 #include "thor/data/dataset.h"
 #include "thor/data/meta.h"
 
@@ -44,15 +46,33 @@ std::vector<std::vector<Translation>> translate_lines(Transformer& model, const 
   so.pad = cfg.pad_id, so.bos = cfg.bos_id, so.eos = cfg.eos_id;
   // Keep outputs within the model's position table.
   so.max_len_b = std::min<int64_t>(so.max_len_b, cfg.max_positions - 1);
+  so.max_len_limit = cfg.max_positions - 1;
 
+  // Invalid UTF-8 is replaced (U+FFFD) and sources beyond the model's positions truncated,
+  // each with a warning naming the first such line: the line count never changes.
   std::vector<std::vector<int>> ids(lines.size());
+  int64_t invalid_lines = 0, long_lines = 0, first_invalid = 0, first_long = 0;
   for (size_t i = 0; i < lines.size(); ++i) {
-    ids[i] = vocab.encode(lines[i]);
+    int64_t replaced = 0;
+    const std::string clean = replace_invalid_utf8(lines[i], &replaced);
+    if (replaced > 0 && invalid_lines++ == 0) first_invalid = static_cast<int64_t>(i) + 1;
+    ids[i] = vocab.encode(clean);
     if (opt.source_prefix >= 0) ids[i].insert(ids[i].begin(), opt.source_prefix);
-    if (static_cast<int64_t>(ids[i].size()) > cfg.max_positions - 1) ids[i].resize(cfg.max_positions - 1);
+    if (static_cast<int64_t>(ids[i].size()) > cfg.max_positions - 1) {
+      if (long_lines++ == 0) first_long = static_cast<int64_t>(i) + 1;
+      ids[i].resize(cfg.max_positions - 1);
+    }
   }
-  std::vector<size_t> order(lines.size());
-  std::iota(order.begin(), order.end(), 0);
+  if (invalid_lines > 0)
+    THOR_WARN("translate") << invalid_lines << " input line(s) with invalid UTF-8 (the first: line " << first_invalid
+                           << "): invalid bytes replaced by U+FFFD";
+  if (long_lines > 0)
+    THOR_WARN("translate") << long_lines << " input line(s) longer than the model's " << cfg.max_positions - 1
+                           << " source positions (the first: line " << first_long << "): truncated";
+  // an empty (or blank) line translates to an empty line without being decoded
+  std::vector<size_t> order;
+  for (size_t i = 0; i < lines.size(); ++i)
+    if (lines[i].find_first_not_of(" \t\r") != std::string::npos) order.push_back(i);
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ids[a].size() > ids[b].size(); });
 
   if (opt.shortlist && opt.shortlist->vocab_size != model->output_projection.size(0))
@@ -68,6 +88,8 @@ std::vector<std::vector<Translation>> translate_lines(Transformer& model, const 
   workers = std::max<int64_t>(1, std::min(workers, num_batches));
 
   std::vector<std::vector<Translation>> out(lines.size());
+  for (size_t i = 0; i < lines.size(); ++i)
+    if (lines[i].find_first_not_of(" \t\r") == std::string::npos) out[i].push_back({"", 0.0, 0});
   auto decode_batch = [&](TransformerStepModel& step_model, int64_t b) {
     const size_t start = static_cast<size_t>(b * opt.batch_size);
     const size_t end = std::min(order.size(), start + static_cast<size_t>(opt.batch_size));

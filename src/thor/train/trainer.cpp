@@ -152,6 +152,10 @@ class Trainer {
     std::optional<LoadedModel> full;  // an expert-parallel resume slices the whole model
     if (!resume_from.empty()) {
       auto lm = load_model(resume_from, device_);
+      if (lm.vocab.serialized() != vocab_.serialized())
+        throw Error("--resume: " + resume_from + " was trained with another vocabulary (" +
+                    std::to_string(lm.vocab.size()) + " pieces) than " + opt.data_dir + "/spm.model (" +
+                    std::to_string(vocab_.size()) + "): resume on the data it was trained on");
       cfg = lm.config;  // the checkpoint's architecture wins on resume
       pos_ = position_from(lm.train_state.at("position"));
       if (shard_experts(cfg)) {
