@@ -11,6 +11,7 @@
 #include "thor/common/log.h"
 #include "thor/common/runtime.h"
 #include "thor/common/utf8.h"
+#include "thor/data/corpus.h"
 #include "thor/data/dataset.h"
 #include "thor/data/meta.h"
 
@@ -45,7 +46,6 @@ std::vector<std::vector<Translation>> translate_lines(Transformer& model, const 
   SearchOptions so = opt.search;
   so.pad = cfg.pad_id, so.bos = cfg.bos_id, so.eos = cfg.eos_id;
   // Keep outputs within the model's position table.
-  so.max_len_b = std::min<int64_t>(so.max_len_b, cfg.max_positions - 1);
   so.max_len_limit = cfg.max_positions - 1;
 
   // Invalid UTF-8 is replaced (U+FFFD) and sources beyond the model's positions truncated,
@@ -72,7 +72,7 @@ std::vector<std::vector<Translation>> translate_lines(Transformer& model, const 
   // an empty (or blank) line translates to an empty line without being decoded
   std::vector<size_t> order;
   for (size_t i = 0; i < lines.size(); ++i)
-    if (lines[i].find_first_not_of(" \t\r") != std::string::npos) order.push_back(i);
+    if (!is_blank(lines[i])) order.push_back(i);
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ids[a].size() > ids[b].size(); });
 
   if (opt.shortlist && opt.shortlist->vocab_size != model->output_projection.size(0))
@@ -89,7 +89,7 @@ std::vector<std::vector<Translation>> translate_lines(Transformer& model, const 
 
   std::vector<std::vector<Translation>> out(lines.size());
   for (size_t i = 0; i < lines.size(); ++i)
-    if (lines[i].find_first_not_of(" \t\r") == std::string::npos) out[i].push_back({"", 0.0, 0});
+    if (is_blank(lines[i])) out[i].push_back({"", 0.0, 0});
   auto decode_batch = [&](TransformerStepModel& step_model, int64_t b) {
     const size_t start = static_cast<size_t>(b * opt.batch_size);
     const size_t end = std::min(order.size(), start + static_cast<size_t>(opt.batch_size));
