@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 14, item 4: the converged study, training part. Multi30k en->de transformer_tiny with
-# the reference recipe's lr (1e-3 inverse-sqrt), warm-up (4000) and dropout (0.3), 4,096
-# tokens per update, bf16 products, run to MAX_UPDATE (default 8000) with a validation
+# the reference recipe's lr (1e-3 inverse-sqrt) and dropout (0.3), warm-up WARMUP (default the
+# reference 4000), 4,096 tokens per update, run to MAX_UPDATE (default 8000) with a validation
 # (loss, BLEU on 400 valid sentences, beam 4) and a kept checkpoint_N.pt every INTERVAL
 # (default 250) updates. The schedule does not depend on MAX_UPDATE, so the study's budget
 # is chosen afterwards from the dense curves (the update from which dense valid BLEU stops
@@ -9,9 +9,13 @@
 # (best valid checkpoint up to the budget; the average of the last checkpoints before it).
 #   experiments/converged.sh DATA_DIR [OUT_DIR]
 # SYSTEMS (default: dense thor2-a1 thor2-a5 switch4 random2 thor4-a1 thor4-a5), SEEDS ("1 2").
-# Every run resumes where it stopped (--resume), one run at a time, seed 1 of every system
-# first; run it again to continue. THOR_BIN: a frozen binary (rebuilding cannot disturb a
-# long study). On a CUDA machine it runs unchanged (--device auto).
+# Every run resumes where it stopped (--resume). The runs advance round-robin in chunks of
+# CHUNK updates (default 500): every system of a seed reaches update k x CHUNK before any goes
+# further, so a study cut short still compares all systems at one update count; a resume is
+# bit-identical to an uninterrupted run, so chunking changes no figure. Run it again to continue.
+# PRECISION (default auto: bf16 where the CPU has native bf16 products, else float32).
+# THOR_BIN: a frozen binary (rebuilding cannot disturb a long study). On a CUDA machine it
+# runs unchanged (--device auto).
 set -euo pipefail
 data=${1:?usage: converged.sh DATA_DIR [OUT_DIR]}
 out=${2:-runs/converged}
@@ -19,14 +23,17 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 thor=${THOR_BIN:-$root/build/thor}
 max_update=${MAX_UPDATE:-8000}
 interval=${INTERVAL:-250}
+chunk=${CHUNK:-500}
+warmup=${WARMUP:-4000}
+precision=${PRECISION:-auto}
 systems=(${SYSTEMS:-dense thor2-a1 thor2-a5 switch4 random2 thor4-a1 thor4-a5})
 seeds=${SEEDS:-"1 2"}
 mkdir -p "$out"
 [ -x "$thor" ] || bash "$root/scripts/build.sh" --target thor thor_spm_shim
 [ -s "$out/data/meta.json" ] || "$thor" prepare -s en -t de --trainpref "$data/train" --validpref "$data/valid" \
   --testpref "$data/test_2016_flickr" --destdir "$out/data" --vocab-size 8000 2> "$out/prepare.log"
-common=(--arch transformer_tiny --share-all-embeddings --dropout 0.3 --lr 1e-3 --warmup-updates 4000
-        --weight-decay 1e-4 --max-tokens 4096 --precision bf16 --max-update "$max_update"
+common=(--arch transformer_tiny --share-all-embeddings --dropout 0.3 --lr 1e-3 --warmup-updates "$warmup"
+        --weight-decay 1e-4 --max-tokens 4096 --precision "$precision"
         --validate-interval-updates "$interval" --save-interval-updates "$interval"
         --eval-beam 4 --eval-max-sentences 400 --no-progress --device auto)
 flags() {  # system -> its model flags
@@ -39,14 +46,19 @@ flags() {  # system -> its model flags
   esac
 }
 for s in $seeds; do
-  for sys in "${systems[@]}"; do
-    dir="$out/$sys-s$s"
-    [ -s "$dir/done" ] && continue
-    extra=$(flags "$sys")
-    echo "[converged] $(date +%T) $sys seed $s" >&2
-    # shellcheck disable=SC2086
-    "$thor" train "$out/data" "${common[@]}" $extra --seed "$s" --save-dir "$dir" --resume 2>> "$dir.log"
-    date +%s > "$dir/done"
+  target=0
+  while [ "$target" -lt "$max_update" ]; do
+    target=$(( target + chunk > max_update ? max_update : target + chunk ))
+    for sys in "${systems[@]}"; do
+      dir="$out/$sys-s$s"
+      [ -s "$dir/done" ] && continue
+      extra=$(flags "$sys")
+      echo "[converged] $(date +%T) $sys seed $s to update $target" >&2
+      # shellcheck disable=SC2086
+      "$thor" train "$out/data" "${common[@]}" $extra --max-update "$target" --seed "$s" \
+        --save-dir "$dir" --resume 2>> "$dir.log"
+      [ "$target" -lt "$max_update" ] || date +%s > "$dir/done"
+    done
   done
 done
 echo "[converged] all runs done" >&2

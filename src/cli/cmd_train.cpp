@@ -58,9 +58,10 @@ void add_train(CLI::App& app, Common& common) {
   cmd->add_option("--save-dir", o.save_dir, "checkpoint directory")->capture_default_str();
   cmd->add_option("--device", o.device, "auto, cpu or cuda[:N]")->capture_default_str();
   cmd->add_option("--precision", o.precision,
-                  "float32 | bf16: bf16 rounds the operands of the linear layers' products (forward and "
+                  "float32 | bf16 | auto: bf16 rounds the operands of the linear layers' products (forward and "
                   "backward) to bfloat16, accumulating in float32; parameters, gradients, optimizer, "
-                  "loss, softmax and layer norm stay float32 (CPU)")
+                  "loss, softmax and layer norm stay float32 (CPU); auto: bf16 where the CPU has native bf16 "
+                  "products (AVX512-BF16 / AMX), float32 elsewhere")
       ->capture_default_str();
   cmd->add_option("--max-tokens", o.max_tokens, "tokens per batch (padded)")->capture_default_str();
   cmd->add_option("--batch-size", o.max_sentences, "max sentences per batch (0 = no limit)")->capture_default_str();

@@ -45,8 +45,9 @@ void add_translate(CLI::App& app, Common& common) {
                   "vocabulary shortlist (thor shortlist): score only the source tokens' candidates");
   static std::string precision = "float32";
   cmd->add_option("--precision", precision,
-                  "float32 | bf16 | int8: type of the linear layers' products (int8: weights per output "
-                  "channel, activations per row, int32 accumulation; CPU)")
+                  "float32 | bf16 | int8 | auto: type of the linear layers' products (int8: weights per output "
+                  "channel, activations per row, int32 accumulation; CPU; auto: bf16 where the CPU has native "
+                  "bf16 products, float32 elsewhere)")
       ->capture_default_str();
   cmd->add_option("--workers", o.workers,
                   "batches decoded in parallel, each with threads/workers intra-op threads (0 = auto: one per "

@@ -496,7 +496,20 @@ std::string precision_name(Precision p) {
 
 bool cpu_has_native_bf16() { return __builtin_cpu_supports("avx512bf16") != 0; }
 
+Precision auto_precision(const torch::Device& device) {
+  if (device.is_cpu() && cpu_has_native_bf16() && precision_available(Precision::BFloat16)) return Precision::BFloat16;
+  return Precision::Float32;
+}
+
 Precision use_precision(const std::string& name, const torch::Device& device, bool training) {
+  if (name == "auto") {
+    const Precision p = auto_precision(device);
+    THOR_LOG("precision") << "auto: " << precision_name(p) << " products ("
+                          << (device.is_cpu() ? (cpu_has_native_bf16() ? "the CPU has AVX512-BF16" : "the CPU has no native bf16 products")
+                                              : device.str()) << ")";
+    if (p != Precision::Float32) set_matmul_precision(p);
+    return p;
+  }
   const Precision p = parse_precision(name);
   if (p == Precision::Float32) return p;
   if (training && p == Precision::Int8) throw Error("--precision int8 is for inference (translate); train with float32 or bf16");

@@ -42,7 +42,11 @@ bool precision_available(Precision p);
 Precision parse_precision(const std::string& name);  // float32 | bf16 | int8; thor::Error otherwise
 std::string precision_name(Precision p);
 bool cpu_has_native_bf16();  // AVX512-BF16: without it oneDNN emulates bf16 (slower than float32)
-// The --precision option: parses, checks (int8 only when !training, low precisions only on
+// --precision auto: bf16 on a CPU with native bf16 products (AVX512-BF16, AMX) where this
+// process has oneDNN's bf16 kernel, float32 elsewhere (emulated bf16 is slower than float32;
+// on CUDA the products stay float32).
+Precision auto_precision(const torch::Device& device);
+// The --precision option (float32 | bf16 | int8 | auto): parses, checks (int8 only when !training, low precisions only on
 // the CPU), sets it process-wide and warns when bf16 would be emulated. Throws thor::Error.
 Precision use_precision(const std::string& name, const torch::Device& device, bool training);
 

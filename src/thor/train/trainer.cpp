@@ -134,7 +134,7 @@ class Trainer {
  public:
   Trainer(const TrainOptions& opt, ModelConfig cfg, dist::Communicator& comm)
       : opt_(opt), device_(runtime::parse_device(opt.device)), comm_(comm), lead_(comm.rank() == 0) {
-    use_precision(opt.precision, device_, /*training=*/true);
+    opt_.precision = precision_name(use_precision(opt.precision, device_, /*training=*/true));  // "auto" resolved
     meta_ = read_meta(opt.data_dir);
     vocab_ = Vocab::from_file((fs::path(opt.data_dir) / "spm.model").string());
     train_ = Dataset::load((fs::path(opt.data_dir) / "train.bin").string());
@@ -333,6 +333,12 @@ class Trainer {
   }
 
   nlohmann::json run() {
+    if (opt_.max_update > 0 && pos_.num_updates >= opt_.max_update) {
+      // a resumed run already at its budget: nothing to train, and no second validation
+      // (it would change nothing but the log, and draw THOR's experts again)
+      if (lead_) THOR_LOG("train") << "already at update " << pos_.num_updates << " (--max-update " << opt_.max_update << "): nothing to do";
+      return to_json(pos_);
+    }
     auto t_start = Clock::now();
     start_update_ = pos_.num_updates;
     double elapsed0 = pos_.elapsed_s;
