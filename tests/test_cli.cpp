@@ -83,7 +83,9 @@ TEST(Cli, PrepareTrainTranslateScore) {
                 dir);
   EXPECT_EQ(tw.code, 1);
   EXPECT_NE(tw.err.find("--shortlist: built for a vocabulary of 50 tokens"), std::string::npos) << tw.err;
-  // Low-precision products decode every line (their numerics are tested in test_ops).
+  // Low-precision products decode every line (their numerics are tested in test_ops);
+  // auto is bf16 on a CPU with native bf16 products, float32 elsewhere: the same output.
+  std::map<std::string, std::string> by_precision = {{"float32", tr.out}};
   for (auto p : {thor::Precision::BFloat16, thor::Precision::Int8}) {
     if (!thor::precision_available(p)) continue;  // a LibTorch without oneDNN's C API (tested in test_ops)
     const auto prec = thor::precision_name(p);
@@ -92,7 +94,16 @@ TEST(Cli, PrepareTrainTranslateScore) {
                   dir);
     ASSERT_EQ(tp.code, 0) << tp.err;
     EXPECT_EQ(std::count(tp.out.begin(), tp.out.end(), '\n'), 10) << prec;
+    by_precision[prec] = tp.out;
   }
+  const auto chosen = thor::precision_name(thor::auto_precision(torch::kCPU));
+  EXPECT_EQ(chosen, thor::cpu_has_native_bf16() && thor::precision_available(thor::Precision::BFloat16) ? "bf16" : "float32");
+  auto ta = run("translate --device cpu --model " + (dir / "ck" / "checkpoint_best.pt").string() +
+                    " --beam 3 --precision auto --input " + (dir / "test.en").string(),
+                dir);
+  ASSERT_EQ(ta.code, 0) << ta.err;
+  EXPECT_NE(ta.err.find("[precision] auto: " + chosen + " products"), std::string::npos) << ta.err;
+  EXPECT_EQ(ta.out, by_precision[chosen]);
   // nbest output format.
   auto nb = run("translate --model " + (dir / "ck" / "checkpoint_last.pt").string() +
                     " --beam 2 --nbest 2 --input " + (dir / "test.en").string(),

@@ -93,6 +93,12 @@ TEST(Checkpoint, ResumeEqualsUninterruptedTraining) {
   thor::train(train_opt(straight, 6), tiny_model());
   torch::manual_seed(123);
   thor::train(train_opt(resumed, 3), tiny_model());
+  // resumed again at its budget (a chunked study rerun): nothing trained, validated or logged
+  const auto log_at_3 = thor::testing::read_file(resumed / "train_log.jsonl");
+  auto again = train_opt(resumed, 3);
+  again.resume = true;
+  thor::train(again, tiny_model());
+  EXPECT_EQ(thor::testing::read_file(resumed / "train_log.jsonl"), log_at_3);
   auto opt = train_opt(resumed, 6);
   opt.resume = true;
   torch::manual_seed(999);  // resume must not depend on the caller's RNG

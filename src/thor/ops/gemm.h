@@ -39,6 +39,9 @@ enum class Precision { Float32, BFloat16, Int8 };
 void set_matmul_precision(Precision p);  // throws thor::Error when this process lacks the kernel
 Precision matmul_precision();
 bool precision_available(Precision p);
+// The int8 operands' range, +-int8_quant_max(): 127 where oneDNN's int8 product is exact
+// over the full range (VNNI, AMX), 63 where its 16-bit intermediate sums would saturate.
+int int8_quant_max();
 Precision parse_precision(const std::string& name);  // float32 | bf16 | int8; thor::Error otherwise
 std::string precision_name(Precision p);
 bool cpu_has_native_bf16();  // AVX512-BF16: without it oneDNN emulates bf16 (slower than float32)
