@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/decoding.h"
 #include "thor/common/error.h"
 #include "thor/common/log.h"
 #include "thor/common/op_profile.h"
@@ -20,40 +21,13 @@ namespace thor::cli {
 
 void add_translate(CLI::App& app, Common& common) {
   auto* cmd = app.add_subcommand("translate", "translate text with a trained checkpoint");
-  static std::string model_path, input, device = "auto";
-  static TranslateOptions o;
-  o.search.max_len_a = 1.2;
-  o.search.max_len_b = 10;
-  cmd->add_option("--model,-m", model_path, "checkpoint (.pt)")->required();
+  static DecodingSettings ds;
+  static std::string input;
+  add_decoding_options(cmd, ds);
+  auto& o = ds.decode;
   cmd->add_option("--input,-i", input, "input file (default: stdin)");
-  cmd->add_option("--beam", o.search.beam, "beam size (1 = greedy)")->capture_default_str();
-  cmd->add_option("--lenpen", o.search.lenpen, "length penalty exponent")->capture_default_str();
-  cmd->add_option("--max-len-a", o.search.max_len_a, "max output length = a * source length + b")->capture_default_str();
-  cmd->add_option("--max-len-b", o.search.max_len_b)->capture_default_str();
   cmd->add_option("--nbest", o.search.nbest, "hypotheses per sentence (> 1: 'i ||| text ||| score')")->capture_default_str();
   cmd->add_option("--batch-size", o.batch_size, "sentences per batch")->capture_default_str();
-  cmd->add_option("--device", device, "auto, cpu or cuda[:N]")->capture_default_str();
-  static std::string expert_select = "sentence";
-  static uint64_t seed = 1;
-  cmd->add_option("--expert-select", expert_select,
-                  "stochastic experts: sentence (one draw per sentence, kept through decoding), token, "
-                  "fixed:K, ensemble (average all experts), merge (average expert weights)")
-      ->capture_default_str();
-  cmd->add_option("--seed", seed, "seed for random expert draws")->capture_default_str();
-  static std::string shortlist_path;
-  cmd->add_option("--shortlist", shortlist_path,
-                  "vocabulary shortlist (thor shortlist): score only the source tokens' candidates");
-  static std::string precision = "float32";
-  cmd->add_option("--precision", precision,
-                  "float32 | bf16 | int8 | auto: type of the linear layers' products (int8: weights per output "
-                  "channel, activations per row, int32 accumulation; CPU; auto: bf16 where the CPU has native "
-                  "bf16 products, float32 elsewhere)")
-      ->capture_default_str();
-  cmd->add_option("--workers", o.workers,
-                  "batches decoded in parallel, each with threads/workers intra-op threads (0 = auto: one per "
-                  "thread on the CPU)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
   static std::string target_lang;
   cmd->add_option("--target-lang,-t", target_lang,
                   "target language of a multilingual model (puts its tag <2LANG> before every source)");
@@ -61,22 +35,12 @@ void add_translate(CLI::App& app, Common& common) {
   cmd->add_flag("--profile", profile, "time decoding per operation class (table on stderr)");
   cmd->callback([&common] {
     apply_common(common);
-    if (o.batch_size < 1) throw Error("--batch-size must be >= 1");
-    auto dev = runtime::parse_device(device);
-    use_precision(precision, dev, /*training=*/false);
-    int64_t fixed = 0;
-    auto select = parse_expert_select(expert_select, &fixed);
-    torch::manual_seed(seed);
-    o.seed = seed;
-    auto lm = load_model(model_path, dev);
-    if (select == ExpertSelect::Fixed && fixed >= lm.config.num_experts && lm.config.num_experts > 1)
-      throw Error("--expert-select fixed:" + std::to_string(fixed) + ": the model has " +
-                  std::to_string(lm.config.num_experts) + " experts");
-    lm.model->set_expert_select(select, fixed);
+    if (ds.decode.batch_size < 1) throw Error("--batch-size must be >= 1");
+    auto dm = load_for_decoding(ds);
+    auto& lm = dm.lm;
+    auto& o = dm.decode;
+    const auto dev = dm.device;
     o.source_prefix = target_lang_prefix(lm.train_state.value("meta", nlohmann::json()), lm.vocab, target_lang);
-    std::unique_ptr<Shortlist> shortlist;
-    if (!shortlist_path.empty()) shortlist = std::make_unique<Shortlist>(Shortlist::load(shortlist_path));
-    o.shortlist = shortlist.get();
     // SIGTERM / SIGINT: stop reading, finish the batches being decoded, write the input's
     // longest translated prefix and exit non-zero (a second signal ends the process at once)
     StopSignals signals;

@@ -35,10 +35,54 @@ int target_lang_prefix(const nlohmann::json& meta, const Vocab& vocab, const std
   return id;
 }
 
+std::vector<Source> encode_sources(const Vocab& vocab, const std::vector<std::string>& lines, int source_prefix,
+                                   int64_t max_positions, int64_t* invalid, int64_t* first_invalid,
+                                   int64_t* truncated, int64_t* first_truncated) {
+  std::vector<Source> out(lines.size());
+  int64_t invalid_lines = 0, long_lines = 0, first_bad = 0, first_long = 0;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    out[i].blank = is_blank(lines[i]);
+    int64_t replaced = 0;
+    const std::string clean = replace_invalid_utf8(lines[i], &replaced);
+    if (replaced > 0 && invalid_lines++ == 0) first_bad = static_cast<int64_t>(i) + 1;
+    if (out[i].blank) continue;
+    auto& ids = out[i].ids;
+    ids = vocab.encode(clean);
+    if (source_prefix >= 0) ids.insert(ids.begin(), source_prefix);
+    if (static_cast<int64_t>(ids.size()) > max_positions - 1) {
+      if (long_lines++ == 0) first_long = static_cast<int64_t>(i) + 1;
+      ids.resize(static_cast<size_t>(max_positions - 1));
+    }
+  }
+  if (invalid) *invalid = invalid_lines;
+  if (first_invalid) *first_invalid = first_bad;
+  if (truncated) *truncated = long_lines;
+  if (first_truncated) *first_truncated = first_long;
+  return out;
+}
+
 std::vector<std::vector<Translation>> translate_lines(Transformer& model, const Vocab& vocab,
                                                       const std::vector<std::string>& lines,
                                                       const TranslateOptions& opt,
                                                       const torch::Device& device) {
+  const int64_t max_positions = model->config().max_positions;
+  // Invalid UTF-8 is replaced (U+FFFD) and sources beyond the model's positions truncated,
+  // each with a warning naming the first such line: the line count never changes.
+  int64_t invalid_lines = 0, long_lines = 0, first_invalid = 0, first_long = 0;
+  auto sources = encode_sources(vocab, lines, opt.source_prefix, max_positions, &invalid_lines, &first_invalid,
+                                &long_lines, &first_long);
+  if (invalid_lines > 0)
+    THOR_WARN("translate") << invalid_lines << " input line(s) with invalid UTF-8 (the first: line " << first_invalid
+                           << "): invalid bytes replaced by U+FFFD";
+  if (long_lines > 0)
+    THOR_WARN("translate") << long_lines << " input line(s) longer than the model's " << max_positions - 1
+                           << " source positions (the first: line " << first_long << "): truncated";
+  return translate_sources(model, vocab, sources, opt, device);
+}
+
+std::vector<std::vector<Translation>> translate_sources(Transformer& model, const Vocab& vocab,
+                                                        const std::vector<Source>& sources,
+                                                        const TranslateOptions& opt, const torch::Device& device) {
   torch::NoGradGuard ng;
   bool was_training = model->is_training();
   model->eval();
@@ -48,32 +92,12 @@ std::vector<std::vector<Translation>> translate_lines(Transformer& model, const 
   // Keep outputs within the model's position table.
   so.max_len_limit = cfg.max_positions - 1;
 
-  // Invalid UTF-8 is replaced (U+FFFD) and sources beyond the model's positions truncated,
-  // each with a warning naming the first such line: the line count never changes.
-  std::vector<std::vector<int>> ids(lines.size());
-  int64_t invalid_lines = 0, long_lines = 0, first_invalid = 0, first_long = 0;
-  for (size_t i = 0; i < lines.size(); ++i) {
-    int64_t replaced = 0;
-    const std::string clean = replace_invalid_utf8(lines[i], &replaced);
-    if (replaced > 0 && invalid_lines++ == 0) first_invalid = static_cast<int64_t>(i) + 1;
-    ids[i] = vocab.encode(clean);
-    if (opt.source_prefix >= 0) ids[i].insert(ids[i].begin(), opt.source_prefix);
-    if (static_cast<int64_t>(ids[i].size()) > cfg.max_positions - 1) {
-      if (long_lines++ == 0) first_long = static_cast<int64_t>(i) + 1;
-      ids[i].resize(cfg.max_positions - 1);
-    }
-  }
-  if (invalid_lines > 0)
-    THOR_WARN("translate") << invalid_lines << " input line(s) with invalid UTF-8 (the first: line " << first_invalid
-                           << "): invalid bytes replaced by U+FFFD";
-  if (long_lines > 0)
-    THOR_WARN("translate") << long_lines << " input line(s) longer than the model's " << cfg.max_positions - 1
-                           << " source positions (the first: line " << first_long << "): truncated";
-  // an empty (or blank) line translates to an empty line without being decoded
+  // a blank line translates to an empty line without being decoded
   std::vector<size_t> order;
-  for (size_t i = 0; i < lines.size(); ++i)
-    if (!is_blank(lines[i])) order.push_back(i);
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ids[a].size() > ids[b].size(); });
+  for (size_t i = 0; i < sources.size(); ++i)
+    if (!sources[i].blank) order.push_back(i);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return sources[a].ids.size() > sources[b].ids.size(); });
 
   if (opt.shortlist && opt.shortlist->vocab_size != model->output_projection.size(0))
     throw Error("--shortlist: built for a vocabulary of " + std::to_string(opt.shortlist->vocab_size) +
@@ -87,14 +111,14 @@ std::vector<std::vector<Translation>> translate_lines(Transformer& model, const 
   if (!device.is_cpu() && model->stochastic_experts() && model->expert_select() == ExpertSelect::Token) workers = 1;
   workers = std::max<int64_t>(1, std::min(workers, num_batches));
 
-  std::vector<std::vector<Translation>> out(lines.size());
-  for (size_t i = 0; i < lines.size(); ++i)
-    if (is_blank(lines[i])) out[i].push_back({"", 0.0, 0});
+  std::vector<std::vector<Translation>> out(sources.size());
+  for (size_t i = 0; i < sources.size(); ++i)
+    if (sources[i].blank) out[i].push_back({"", 0.0, 0});
   auto decode_batch = [&](TransformerStepModel& step_model, int64_t b) {
     const size_t start = static_cast<size_t>(b * opt.batch_size);
     const size_t end = std::min(order.size(), start + static_cast<size_t>(opt.batch_size));
     std::vector<std::vector<int>> batch;
-    for (size_t j = start; j < end; ++j) batch.push_back(ids[order[j]]);
+    for (size_t j = start; j < end; ++j) batch.push_back(sources[order[j]].ids);
     auto src = pad_sources(batch, cfg.pad_id, cfg.eos_id).to(device);
     // every random draw of this batch (sentence- or token-level experts) from its own generator:
     // outputs do not depend on the number of workers

@@ -68,7 +68,29 @@ struct Translation {
   int64_t length = 0;  // output subword tokens, end of sentence included
 };
 
-// Returns, per input line, its nbest translations (best first).
+// A source sentence as the model reads it: its token ids (the tag of a multilingual model
+// first, at most the model's positions), or blank (translated to an empty line undecoded).
+struct Source {
+  std::vector<int> ids;
+  bool blank = false;
+};
+
+// Encodes input lines as translate_lines does: invalid UTF-8 replaced (U+FFFD), the
+// source_prefix put first, lines beyond max_positions - 1 tokens truncated. Counts of the
+// repaired and truncated lines go to *invalid / *truncated, the 1-based number of the first
+// of each to *first_invalid / *first_truncated (any of them may be null).
+std::vector<Source> encode_sources(const Vocab& vocab, const std::vector<std::string>& lines, int source_prefix,
+                                   int64_t max_positions, int64_t* invalid = nullptr, int64_t* first_invalid = nullptr,
+                                   int64_t* truncated = nullptr, int64_t* first_truncated = nullptr);
+
+// Decodes encoded sources (opt.source_prefix is not used: it is in the ids): per source, its
+// nbest translations (best first); sources sorted by length into batches of opt.batch_size.
+std::vector<std::vector<Translation>> translate_sources(Transformer& model, const Vocab& vocab,
+                                                        const std::vector<Source>& sources,
+                                                        const TranslateOptions& opt, const torch::Device& device);
+
+// Returns, per input line, its nbest translations (best first): encode_sources (with a
+// warning naming the first repaired and the first truncated line) + translate_sources.
 std::vector<std::vector<Translation>> translate_lines(Transformer& model, const Vocab& vocab,
                                                       const std::vector<std::string>& lines,
                                                       const TranslateOptions& opt,
