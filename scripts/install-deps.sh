@@ -11,6 +11,9 @@ PKGS=(
   libsentencepiece-dev sentencepiece
   libgtest-dev libgmock-dev
   libcli11-dev nlohmann-json3-dev zlib1g-dev
+  pkg-config libcpp-httplib-dev
+  chromium
+  clang libclang-rt-14-dev
   libsword-utils sword-text-web sword-text-sparv
 )
 missing=()

@@ -106,9 +106,23 @@ TEST(Faults, UnwritableOutputIsAnError) {
   EXPECT_NE(error_line(avg).find("avg.pt.tmp: cannot create"), std::string::npos) << error_line(avg);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define THOR_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define THOR_TEST_ASAN 1
+#endif
+#endif
+#ifndef THOR_TEST_ASAN
+#define THOR_TEST_ASAN 0
+#endif
+
 // A batch too large for the memory (here an address-space limit) is explained in terms of
 // --max-tokens instead of an allocator's dump.
 TEST(Faults, OutOfMemoryNamesMaxTokens) {
+#if THOR_TEST_ASAN
+  GTEST_SKIP() << "AddressSanitizer maps terabytes of shadow memory: the process cannot start under ulimit -v";
+#endif
   auto data = thor::testing::prepared_toy_data("faults_data", 200, 12, 51);
   auto dir = thor::testing::temp_dir("faults_oom");
   // a 400k-wide FFN: the model fits in 3 GB of address space, one batch's activations do not

@@ -21,6 +21,7 @@ void add_score(CLI::App& app, Common& common);
 void add_export(CLI::App& app, Common& common);
 void add_shortlist(CLI::App& app, Common& common);
 void add_average(CLI::App& app, Common& common);
+void add_serve(CLI::App& app, Common& common);
 
 // Applies --threads / --quiet; called at the start of every subcommand.
 void apply_common(const Common& common);

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# thor serve under load on loopback (docs/SERVING.md): sentences/s and p50 / p99 latency at
+# 1 / 8 / 32 / 128 concurrent clients (one sentence per request) against `thor translate`
+# on the same sentences; batching off; a THOR model (--expert-select sentence) against the
+# dense one; RSS over REQUESTS requests (default 100,000); MALFORMED malformed requests
+# (default 10,000). Every answer is checked against thor translate's output.
+#   bash bench/serve.sh DENSE.pt THOR.pt INPUT OUT_DIR
+# INPUT: one sentence per line (e.g. Multi30k test_2016_flickr in the models' source
+# language). Run it on an otherwise idle machine.
+set -euo pipefail
+dense=${1:?usage: serve.sh DENSE.pt THOR.pt INPUT OUT_DIR}
+thor_model=${2:?}
+input=${3:?}
+out=${4:?}
+requests=${REQUESTS:-100000}
+malformed=${MALFORMED:-10000}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cmake -S "$root" -B "$root/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTHOR_BUILD_BENCH=ON > /dev/null
+cmake --build "$root/build" --target thor thor_spm_shim serve_load > /dev/null
+thor=$root/build/thor
+load=$root/build/serve_load
+mkdir -p "$out"
+beam=(--beam 5)
+results=$out/serve.jsonl
+: > "$results"
+
+# thor translate's output (the expected answers) and its throughput, as the CLI reports it
+cli() {  # name model extra...
+  local name=$1 model=$2; shift 2
+  "$thor" translate --model "$model" "${beam[@]}" "$@" --input "$input" > "$out/$name.expected" 2> "$out/$name.cli.log"
+  local sps
+  sps=$(grep -o '[0-9.]* sentences/s' "$out/$name.cli.log" | tail -1 | cut -d' ' -f1)
+  echo "{\"case\":\"cli\",\"model\":\"$name\",\"sentences_per_s\":$sps}" | tee -a "$results"
+}
+
+server_pid=
+start_server() {  # model extra...
+  local model=$1; shift
+  "$thor" serve --model "$model" "${beam[@]}" --port 0 --no-access-log --max-queue 100000 "$@" 2> "$out/server.log" &
+  server_pid=$!
+  port=
+  for _ in $(seq 600); do
+    port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$out/server.log" | grep -o '[0-9]*$' || true)
+    [ -n "$port" ] && curl -sf "http://127.0.0.1:$port/ready" > /dev/null && return 0
+    sleep 0.2
+  done
+  echo "serve.sh: the server did not get ready; see $out/server.log" >&2
+  exit 1
+}
+stop_server() { kill -TERM "$server_pid"; wait "$server_pid"; }
+rss_mb() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$server_pid/status"; }
+
+run_load() {  # case model-name extra-load-args...
+  local name=$1 model=$2; shift 2
+  local line
+  line=$("$load" --port "$port" --input "$input" --expected "$out/$model.expected" "$@")
+  echo "{\"case\":\"$name\",\"model\":\"$model\",${line#\{}" | tee -a "$results"
+}
+
+cli dense "$dense"
+cli thor "$thor_model" --expert-select sentence
+
+start_server "$dense"
+for c in 1 8 32 128; do run_load "batching-c$c" dense --clients "$c"; done
+stop_server
+start_server "$dense" --no-batching
+run_load "no-batching-c32" dense --clients 32
+stop_server
+start_server "$thor_model" --expert-select sentence
+run_load "thor-sentence-c32" thor --clients 32
+stop_server
+
+# memory over many requests, then malformed traffic, on one server
+start_server "$dense"
+repeat=$(( (requests + $(wc -l < "$input") - 1) / $(wc -l < "$input") ))
+rss_start=$(rss_mb)
+( while kill -0 "$server_pid" 2> /dev/null; do echo "$(date +%s) $(rss_mb)"; sleep 5; done ) > "$out/rss.txt" 2> /dev/null &
+run_load "memory-c32" dense --clients 32 --repeat "$repeat"
+rss_end=$(rss_mb)
+mal=$("$load" --port "$port" --malformed "$malformed" --clients 32 --target de)
+rss_after_malformed=$(rss_mb)
+alive=$(kill -0 "$server_pid" && echo true || echo false)
+echo "{\"case\":\"memory\",\"rss_mb_start\":$rss_start,\"rss_mb_end\":$rss_end,\"rss_mb_after_malformed\":$rss_after_malformed,\"alive\":$alive,\"malformed\":${mal}}" | tee -a "$results"
+grep -c '"/translate",code="500"' <(curl -s "http://127.0.0.1:$port/metrics") > /dev/null && echo "serve.sh: a 500 answer" >&2
+stop_server
+echo "serve.sh: results in $results, RSS samples in $out/rss.txt" >&2
