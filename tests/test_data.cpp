@@ -1,6 +1,9 @@
 // prepare's validation (each error and filter), the binary dataset and batching.
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <iterator>
+
 #include "fixtures.h"
 #include "thor/common/error.h"
 #include "thor/common/log.h"
@@ -186,6 +189,38 @@ TEST(DatasetFile, CorruptFileIsAnError) {
   auto dir = temp_dir("corrupt");
   write_file(dir / "x.bin", {"not a dataset"});
   EXPECT_THROW(thor::Dataset::load((dir / "x.bin").string()), thor::Error);
+  // a real file, then damaged in place: each damage is refused before it is used
+  thor::Dataset ds;
+  ds.add({5, 6, 7}, {8, 9}, 1);
+  ds.add({10}, {11, 12, 13}, 2);
+  const auto good = (dir / "good.bin").string();
+  ds.save(good);
+  auto loaded = thor::Dataset::load(good);
+  EXPECT_EQ(loaded.tgt_ids(1), (std::vector<int>{11, 12, 13}));
+  std::ifstream in(good, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  auto refused = [&](const std::string& damaged, const std::string& words) {
+    const auto p = (dir / "damaged.bin").string();
+    std::ofstream(p, std::ios::binary) << damaged;
+    try {
+      thor::Dataset::load(p);
+      ADD_FAILURE() << "loaded: " << words;
+    } catch (const thor::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  auto with = [&](size_t at, uint64_t v) {
+    std::string d = bytes;
+    std::memcpy(&d[at], &v, sizeof v);
+    return d;
+  };
+  // the first section's count (after the 8-byte magic): a huge one allocates nothing
+  refused(with(8, uint64_t{1} << 37), "damaged dataset file (a section of 137438953472 entries");
+  // cut short: the last section is missing bytes
+  // src_off = {0, 3, 4} -> {0, 5, 4}: offsets that go backwards
+  refused(with(8 + 8 + 8, 5), "inconsistent dataset file");
+  refused(bytes.substr(0, bytes.size() - 3), "truncated or damaged dataset file (a section of 2 entries, 13 bytes left)");
+  refused(bytes + "x", "bytes after its data");
 }
 
 }  // namespace

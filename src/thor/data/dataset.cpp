@@ -22,11 +22,17 @@ void write_vec(std::ofstream& out, const std::vector<T>& v) {
   out.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(n * sizeof(T)));
 }
 
+// A count read from the file is checked against the bytes left in it before anything is
+// allocated (a damaged count once asked for 512 GB: found by fuzz/fuzz_corpus).
 template <typename T>
-void read_vec(std::ifstream& in, std::vector<T>& v, const std::string& path) {
+void read_vec(std::ifstream& in, std::vector<T>& v, const std::string& path, uint64_t file_size) {
   uint64_t n = 0;
   in.read(reinterpret_cast<char*>(&n), sizeof n);
-  if (!in || n > (uint64_t(1) << 40)) throw Error(path + ": truncated or corrupt dataset file");
+  if (!in) throw Error(path + ": truncated dataset file");
+  const auto pos = static_cast<uint64_t>(in.tellg());
+  if (n > (file_size - pos) / sizeof(T))
+    throw Error(path + ": truncated or damaged dataset file (a section of " + std::to_string(n) + " entries, " +
+                std::to_string(file_size - pos) + " bytes left)");
   v.resize(n);
   in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(n * sizeof(T)));
   if (!in) throw Error(path + ": truncated dataset file");
@@ -71,17 +77,25 @@ Dataset Dataset::load(const std::string& path) {
   in.read(magic, sizeof magic);
   if (!in || std::memcmp(magic, kMagic, sizeof kMagic) != 0)
     throw Error(path + ": not a thor dataset file");
+  in.seekg(0, std::ios::end);
+  const auto size = static_cast<uint64_t>(in.tellg());
+  in.seekg(sizeof magic);
   Dataset d;
-  read_vec(in, d.src_off, path);
-  read_vec(in, d.tgt_off, path);
-  read_vec(in, d.src_tok, path);
-  read_vec(in, d.tgt_tok, path);
-  read_vec(in, d.line, path);
+  read_vec(in, d.src_off, path, size);
+  read_vec(in, d.tgt_off, path, size);
+  read_vec(in, d.src_tok, path, size);
+  read_vec(in, d.tgt_tok, path, size);
+  read_vec(in, d.line, path, size);
   size_t n = d.line.size();
-  if (d.src_off.size() != n + 1 || d.tgt_off.size() != n + 1 ||
-      d.src_off.back() != static_cast<int64_t>(d.src_tok.size()) ||
-      d.tgt_off.back() != static_cast<int64_t>(d.tgt_tok.size()))
+  auto offsets_ok = [n](const std::vector<int64_t>& off, size_t tokens) {
+    if (off.size() != n + 1 || off.front() != 0 || off.back() != static_cast<int64_t>(tokens)) return false;
+    for (size_t i = 0; i < n; ++i)
+      if (off[i + 1] < off[i]) return false;
+    return true;
+  };
+  if (!offsets_ok(d.src_off, d.src_tok.size()) || !offsets_ok(d.tgt_off, d.tgt_tok.size()))
     throw Error(path + ": inconsistent dataset file");
+  if (static_cast<uint64_t>(in.tellg()) != size) throw Error(path + ": damaged dataset file (bytes after its data)");
   return d;
 }
 
