@@ -223,4 +223,30 @@ TEST(DatasetFile, CorruptFileIsAnError) {
   refused(bytes + "x", "bytes after its data");
 }
 
+TEST(DatasetFile, MetaFieldsOfTheWrongTypeAreRefused) {
+  auto dir = temp_dir("meta_types");
+  const std::string good =
+      R"({"format":"thor-data-1","src_lang":"en","tgt_lang":"de","vocab_size":90,"splits":{"train":3},)"
+      R"("lang_tags":["<2en>","<2de>"],"pairs":[{"src":"en","tgt":"de","splits":{"train":3}}]})";
+  auto refused = [&](const std::string& from, const std::string& to, const std::string& words) {
+    std::string m = good;
+    m.replace(m.find(from), from.size(), to);
+    std::ofstream(dir / "meta.json") << m;
+    try {
+      thor::read_meta(dir.string());
+      ADD_FAILURE() << "accepted: " << m;
+    } catch (const thor::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  std::ofstream(dir / "meta.json") << good;
+  EXPECT_EQ(thor::read_meta(dir.string()).vocab_size, 90);
+  // a float far outside int64 (undefined behaviour in a plain get<int64_t>(): found by fuzzing)
+  refused("\"vocab_size\":90", "\"vocab_size\":1.5e109", "'vocab_size' must be an integer");
+  refused("\"train\":3}", "\"train\":\"3\"}", "'splits' must be an object of integers");
+  refused("\"src_lang\":\"en\"", "\"src_lang\":7", "'src_lang' must be a string");
+  refused("\"lang_tags\":[\"<2en>\",", "\"lang_tags\":[1,", "'lang_tags' must be a list of strings");
+  refused("\"tgt\":\"de\"", "\"tgt\":null", "'tgt' must be a string");
+}
+
 }  // namespace

@@ -1,6 +1,8 @@
 // See config.h.
 #include "thor/common/config.h"
 
+#include "thor/common/json_read.h"
+
 #include <functional>
 #include <map>
 
@@ -25,7 +27,7 @@ void to_json(nlohmann::json& j, const ModelConfig& c) {
 void from_json(const nlohmann::json& j, ModelConfig& c) {
   // Missing keys keep their defaults so older checkpoints stay loadable.
 #define X(f) \
-  if (j.contains(#f)) j.at(#f).get_to(c.f);
+  if (j.contains(#f)) read_json_value(j.at(#f), "model config", #f, c.f);
   THOR_MODEL_FIELDS(X)
 #undef X
 }

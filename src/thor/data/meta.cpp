@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "thor/common/error.h"
+#include "thor/common/json_read.h"
 
 namespace thor {
 
@@ -36,15 +37,22 @@ DatasetMeta meta_from_json(const nlohmann::json& j) {
   if (std::atoi(format.c_str() + 10) > 1)
     throw Error("written by a newer thor (dataset format " + format.substr(10) + "; this thor reads 1)");
   DatasetMeta m;
-  m.src_lang = j.at("src_lang");
-  m.tgt_lang = j.at("tgt_lang");
-  m.vocab_size = j.at("vocab_size");
-  m.splits = j.at("splits").get<std::map<std::string, int64_t>>();
-  m.lang_tags = j.at("lang_tags").get<std::vector<std::string>>();
-  m.target_tags = j.value("target_tags", false);
+  const std::string what = "meta.json";
+  read_json_field(j, what, "src_lang", m.src_lang);
+  read_json_field(j, what, "tgt_lang", m.tgt_lang);
+  read_json_field(j, what, "vocab_size", m.vocab_size);
+  read_json_field(j, what, "splits", m.splits);
+  read_json_field(j, what, "lang_tags", m.lang_tags);
+  if (j.contains("target_tags")) read_json_field(j, what, "target_tags", m.target_tags);
   if (j.contains("pairs")) {
-    for (const auto& p : j.at("pairs"))
-      m.pairs.push_back({p.at("src"), p.at("tgt"), p.at("splits").get<std::map<std::string, int64_t>>()});
+    if (!j.at("pairs").is_array()) throw Error("meta.json: 'pairs' must be a list");
+    for (const auto& p : j.at("pairs")) {
+      LangPair lp;
+      read_json_field(p, what + " pairs", "src", lp.src);
+      read_json_field(p, what + " pairs", "tgt", lp.tgt);
+      read_json_field(p, what + " pairs", "splits", lp.splits);
+      m.pairs.push_back(lp);
+    }
   } else {  // written before multilingual datasets: one pair
     m.pairs.push_back({m.src_lang, m.tgt_lang, m.splits});
   }
