@@ -12,6 +12,7 @@ PKGS=(
   libgtest-dev libgmock-dev
   libcli11-dev nlohmann-json3-dev zlib1g-dev
   pkg-config libcpp-httplib-dev
+  python3-numpy
   chromium
   clang libclang-rt-14-dev
   libsword-utils sword-text-web sword-text-sparv

@@ -1,4 +1,4 @@
-// thor: one binary, subcommands info | prepare | train | translate | score | export | shortlist | average | serve.
+// thor: one binary, subcommands info | prepare | train | translate | score | export | shortlist | average | serve | import.
 // Errors from the library arrive here as exceptions: one line on stderr, exit code 1.
 #include <algorithm>
 #include <cerrno>
@@ -80,6 +80,7 @@ int main(int argc, char** argv) {
   thor::cli::add_shortlist(app, common);
   thor::cli::add_average(app, common);
   thor::cli::add_serve(app, common);
+  thor::cli::add_import(app, common);
   try {
     app.parse(argc, argv);
     // results go to stdout: a full disk or a closed pipe there is an error, not a silent loss

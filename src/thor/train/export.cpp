@@ -54,6 +54,7 @@ void export_dense(const std::string& model_path, const std::string& expert, cons
   CheckpointExtras ex;
   ex.train_state = {{"exported_from", model_path}, {"expert", expert}};
   if (lm.train_state.contains("position")) ex.train_state["position"] = lm.train_state["position"];
+  if (lm.train_state.contains("meta")) ex.train_state["meta"] = lm.train_state["meta"];  // its languages
   ex.save_rng = false;
   save_checkpoint(out_path, dense, lm.vocab, ex);
   THOR_LOG("export") << model_path << " (" << lm.config.num_experts << " experts) -> " << out_path
