@@ -14,6 +14,7 @@
 
 #include "fixtures.h"
 #include "thor/ops/gemm.h"
+#include "thor/train/checkpoint.h"
 
 namespace fs = std::filesystem;
 
@@ -186,6 +187,55 @@ TEST(Cli, BadInputGivesOneClearErrorLine) {
   auto w = run("train " + (dir / "data").string() + " --workers -1", dir);
   EXPECT_EQ(w.code, 1);
   EXPECT_NE(w.err.find("thor: error: --workers must be >= 0"), std::string::npos) << w.err;
+}
+
+// thor train --config FILE: the save dir's train_config.json re-runs the run (the same
+// parameters bit for bit); flags given win over the file; unknown keys and bad JSON are one
+// clear line.
+TEST(Cli, ConfigFileReproducesARunFromItsDirectory) {
+  auto dir = thor::testing::temp_dir("cli_config");
+  thor::testing::make_toy_corpus(dir / "train", 120, 81, "en", "de");
+  thor::testing::make_toy_corpus(dir / "valid", 6, 82, "en", "de");
+  ASSERT_EQ(run("prepare -s en -t de --trainpref " + (dir / "train").string() + " --validpref " + (dir / "valid").string() +
+                    " --destdir " + (dir / "data").string() + " --vocab-size 80",
+                dir)
+                .code,
+            0);
+  auto a = run("train " + (dir / "data").string() +
+                   " --encoder-embed-dim 16 --ffn-dim 32 --encoder-layers 1 --decoder-layers 1 --attention-heads 2"
+                   " --share-all-embeddings --dropout 0.2 --max-tokens 300 --max-update 5 --lr 2e-3 --no-eval-bleu"
+                   " --no-progress --workers 1 --save-dir " + (dir / "a").string(),
+               dir);
+  ASSERT_EQ(a.code, 0) << a.err;
+  const auto cfg_path = dir / "a" / "train_config.json";
+  std::ifstream cfg_in(cfg_path);
+  auto cfg = nlohmann::json::parse(cfg_in);
+  EXPECT_EQ(cfg.at("max-update"), 5);
+  EXPECT_EQ(cfg.at("dropout"), 0.2);
+  EXPECT_EQ(cfg.at("share-all-embeddings"), true);
+  EXPECT_EQ(cfg.at("label-smoothing"), 0.1);  // defaults too
+  EXPECT_EQ(cfg.at("data"), fs::absolute(dir / "data").string());
+  // the same run again from the file alone, into another directory
+  auto b = run("train --config " + cfg_path.string() + " --save-dir " + (dir / "b").string(), dir);
+  ASSERT_EQ(b.code, 0) << b.err;
+  auto ma = thor::load_model((dir / "a" / "checkpoint_last.pt").string(), torch::kCPU);
+  auto mb = thor::load_model((dir / "b" / "checkpoint_last.pt").string(), torch::kCPU);
+  EXPECT_EQ(thor::parameter_digest(ma.model), thor::parameter_digest(mb.model));
+  EXPECT_EQ(mb.train_state.at("position").at("num_updates"), 5);
+  // a flag on the command line wins over the file
+  auto c = run("train --config " + cfg_path.string() + " --max-update 2 --save-dir " + (dir / "c").string(), dir);
+  ASSERT_EQ(c.code, 0) << c.err;
+  EXPECT_EQ(thor::load_model((dir / "c" / "checkpoint_last.pt").string(), torch::kCPU).train_state.at("position").at("num_updates"), 2);
+  thor::testing::write_file(dir / "typo.json", {"{\"max-tokns\": 300}"});
+  auto t = run("train " + (dir / "data").string() + " --config " + (dir / "typo.json").string(), dir);
+  EXPECT_EQ(t.code, 2);
+  EXPECT_EQ(t.err, "thor: error: --config: unknown option 'max-tokns' (did you mean --max-tokens?)\n");
+  thor::testing::write_file(dir / "broken.json", {"{\"max-tokens\": "});
+  auto j = run("train " + (dir / "data").string() + " --config " + (dir / "broken.json").string(), dir);
+  EXPECT_EQ(j.code, 2);
+  EXPECT_NE(j.err.find("thor: error: --config: not valid JSON"), std::string::npos) << j.err;
+  auto other = run("score x -i y --config " + (dir / "broken.json").string(), dir);
+  EXPECT_NE(other.code, 0);
 }
 
 }  // namespace

@@ -1,9 +1,11 @@
 // `thor train DATA_DIR`: fairseq-train-like flags; --arch picks a preset and every model
 // flag given explicitly overrides it.
 #include <cstdlib>
+#include <filesystem>
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/config_file.h"
 #include "thor/common/config.h"
 #include "thor/common/error.h"
 #include "thor/common/log.h"
@@ -161,6 +163,13 @@ void add_train(CLI::App& app, Common& common) {
     keep_flag_or_preset("--encoder-layers", cfg.encoder_layers, preset.encoder_layers);
     keep_flag_or_preset("--decoder-layers", cfg.decoder_layers, preset.decoder_layers);
     o.max_time_s = max_time_min * 60.0;
+    if (!env || env->rank == 0) {
+      // the run's every option, re-runnable: thor train --config SAVE_DIR/train_config.json
+      std::filesystem::create_directories(o.save_dir);
+      write_json_config(cmd, (std::filesystem::path(o.save_dir) / "train_config.json").string(),
+                        {{"data", std::filesystem::absolute(o.data_dir).string()},
+                         {"save-dir", std::filesystem::absolute(o.save_dir).string()}});
+    }
     if (!env) {
       train(o, cfg);
       return;

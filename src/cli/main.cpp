@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/config_file.h"
 #include "thor/common/error.h"
 #include "thor/common/log.h"
 #include "thor/common/runtime.h"
@@ -81,6 +82,7 @@ int main(int argc, char** argv) {
   thor::cli::add_average(app, common);
   thor::cli::add_serve(app, common);
   thor::cli::add_import(app, common);
+  thor::cli::add_json_config(app, {"train"});
   try {
     app.parse(argc, argv);
     // results go to stdout: a full disk or a closed pipe there is an error, not a silent loss
@@ -97,6 +99,18 @@ int main(int argc, char** argv) {
     std::istringstream words(msg.substr(msg.find(':') == std::string::npos ? 0 : msg.find(':') + 1));
     for (std::string w; words >> w;) extras.push_back(w);
     std::cerr << "thor: error: " << e.what() << nearest_option(app, extras) << "\n";
+    return 2;
+  } catch (const CLI::ConfigError& e) {
+    // "INI was not able to parse train.max-tokns": a key of --config no option has
+    std::string msg = e.what();
+    const std::string lead = "was not able to parse ";
+    const auto at = msg.find(lead);
+    if (at != std::string::npos) {
+      std::string key = msg.substr(at + lead.size());
+      if (key.find('.') != std::string::npos) key = key.substr(key.rfind('.') + 1);
+      msg = "--config: unknown option '" + key + "'" + nearest_option(app, {"--" + key});
+    }
+    std::cerr << "thor: error: " << msg << "\n";
     return 2;
   } catch (const CLI::ParseError& e) {
     std::cerr << "thor: error: " << e.what() << "\n";
