@@ -238,6 +238,44 @@ TEST(Cli, ConfigFileReproducesARunFromItsDirectory) {
   EXPECT_NE(other.code, 0);
 }
 
+// On a terminal (a pseudo-terminal from script(1)) train and translate draw a progress line
+// with the rate and ETA; off it, no carriage returns: one log line per interval.
+TEST(Cli, ProgressOnATerminalOnly) {
+  auto dir = thor::testing::temp_dir("cli_progress");
+  thor::testing::make_toy_corpus(dir / "train", 100, 91, "en", "de");
+  thor::testing::make_toy_corpus(dir / "valid", 4, 92, "en", "de");
+  thor::testing::make_toy_corpus(dir / "long", 300, 93, "en", "de");
+  ASSERT_EQ(run("prepare -s en -t de --trainpref " + (dir / "train").string() + " --validpref " + (dir / "valid").string() +
+                    " --destdir " + (dir / "data").string() + " --vocab-size 70",
+                dir)
+                .code,
+            0);
+  const std::string train = std::string(THOR_BIN) + " --threads 1 train " + (dir / "data").string() +
+                            " --encoder-embed-dim 16 --ffn-dim 32 --encoder-layers 1 --decoder-layers 1 --attention-heads 2"
+                            " --max-tokens 200 --max-update 30 --log-interval 10 --no-eval-bleu --save-dir ";
+  const auto tty_out = dir / "tty.txt";
+  ASSERT_EQ(std::system(("script -qec '" + train + (dir / "a").string() + "' /dev/null > " + tty_out.string()).c_str()), 0);
+  std::ifstream in(tty_out);
+  const std::string shown((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(shown.find("[train] 100% 30/30 updates"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("ETA "), std::string::npos) << shown;
+  EXPECT_NE(shown.find(" tok/s"), std::string::npos) << shown;
+  const std::string translate = std::string(THOR_BIN) + " --threads 1 translate --beam 1 --model " +
+                                (dir / "a" / "checkpoint_last.pt").string() + " --input " + (dir / "long.en").string();
+  ASSERT_EQ(std::system(("script -qec '" + translate + " > /dev/null' /dev/null > " + tty_out.string()).c_str()), 0);
+  std::ifstream in2(tty_out);
+  const std::string shown2((std::istreambuf_iterator<char>(in2)), {});
+  EXPECT_NE(shown2.find("[translate] 100% 300/300 sentences"), std::string::npos) << shown2;
+  // not a terminal: no progress line
+  auto quiet = run("train " + (dir / "data").string() +
+                       " --encoder-embed-dim 16 --ffn-dim 32 --encoder-layers 1 --decoder-layers 1 --attention-heads 2"
+                       " --max-tokens 200 --max-update 30 --log-interval 10 --no-eval-bleu --save-dir " + (dir / "b").string(),
+                   dir);
+  ASSERT_EQ(quiet.code, 0);
+  EXPECT_EQ(quiet.err.find('\r'), std::string::npos);
+  EXPECT_EQ(std::count(quiet.err.begin(), quiet.err.end(), '\n') >= 3, true);
+}
+
 }  // namespace
 
 // Multilingual end to end: prepare --lang-pairs, train, translate --target-lang (required

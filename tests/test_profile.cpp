@@ -2,6 +2,14 @@
 // identity (class times add up to the wall time of the profiled span); resident size;
 // parallel workers and per-thread generators.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iterator>
+
+#include "fixtures.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -11,6 +19,7 @@
 #include <thread>
 
 #include "thor/common/op_profile.h"
+#include "thor/common/progress.h"
 #include "thor/common/runtime.h"
 #include "thor/ops/dropout.h"
 #include "thor/ops/gemm.h"
@@ -125,3 +134,39 @@ TEST(Runtime, GeneratorScopeGivesEachThreadItsOwnDraws) {
 }
 
 }  // namespace
+
+// The terminal progress line: percentage, rate, elapsed, ETA and the caller's extra text;
+// nothing at all when disabled (stderr not a terminal).
+TEST(Progress, DrawsPercentRateElapsedEtaAndNothingWhenOff) {
+  EXPECT_EQ(thor::Progress::clock(65), "1:05");
+  EXPECT_EQ(thor::Progress::clock(3725), "1:02:05");
+  auto dir = thor::testing::temp_dir("progress");
+  const auto path = (dir / "stderr.txt").string();
+  auto capture = [&](const std::function<void()>& fn) {
+    std::fflush(stderr);
+    const int saved = ::dup(2);
+    FILE* f = std::fopen(path.c_str(), "w");
+    ::dup2(::fileno(f), 2);
+    fn();
+    std::fflush(stderr);
+    ::dup2(saved, 2);
+    ::close(saved);
+    std::fclose(f);
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  auto on = capture([] {
+    thor::Progress p("work", 10, "items", true);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    p.update(5, "loss 1.5");
+    p.finish();
+  });
+  EXPECT_NE(on.find("[work]  50% 5/10 items"), std::string::npos) << on;
+  EXPECT_NE(on.find(" items/s | 0:00 elapsed | ETA 0:00 | loss 1.5"), std::string::npos) << on;
+  EXPECT_EQ(on.back(), '\n');
+  auto off = capture([] {
+    thor::Progress p("work", 10, "items", false);
+    p.update(5, "loss 1.5");
+  });
+  EXPECT_TRUE(off.empty()) << off;
+}

@@ -10,6 +10,7 @@
 #include "thor/common/error.h"
 #include "thor/common/log.h"
 #include "thor/common/op_profile.h"
+#include "thor/common/progress.h"
 #include "thor/common/runtime.h"
 #include "thor/common/stop_signals.h"
 #include "thor/data/corpus.h"
@@ -56,7 +57,14 @@ void add_translate(CLI::App& app, Common& common) {
       prof = std::make_unique<OpProfile>();
       o.workers = 1;  // the profile times the operations of one thread
     }
+    // a progress line on a terminal for long inputs
+    std::unique_ptr<Progress> bar;
+    if (Progress::stderr_is_terminal() && lines.size() >= 200) {
+      bar = std::make_unique<Progress>("translate", static_cast<int64_t>(lines.size()), "sentences", true);
+      o.progress = [&bar](int64_t n) { bar->update(n); };
+    }
     auto out = translate_lines(lm.model, lm.vocab, lines, o, dev);
+    if (bar) bar->finish();
     if (prof) {
       prof->stop();
       THOR_LOG("profile") << prof->wall_s() << " s\n" << prof->table();

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "thor/common/error.h"
+#include "thor/common/progress.h"
 #include "thor/common/log.h"
 #include "thor/data/dataset.h"
 #include "thor/data/meta.h"
@@ -49,11 +50,17 @@ int64_t encode_split(const std::string& name, ParallelText text, const Vocab& vo
   auto rep = filter_text(text, opt.filter);
   std::vector<std::vector<int>> s(text.size()), t(text.size());
   const int tag = meta.target_tags ? vocab.piece_to_id(lang_tag(pair.tgt)) : -1;
+  // a progress line on a terminal for large splits
+  Progress bar("prepare " + (meta.target_tags ? pair.name() + " " : "") + name, static_cast<int64_t>(text.size()), "pairs",
+               text.size() >= 20000 && Progress::stderr_is_terminal());
   for (size_t i = 0; i < text.size(); ++i) {
     s[i] = vocab.encode(text.src[i]);
     if (tag >= 0) s[i].insert(s[i].begin(), tag);
     t[i] = vocab.encode(text.tgt[i]);
+    if (i % 1000 == 999) bar.update(static_cast<int64_t>(i) + 1);
   }
+  bar.update(static_cast<int64_t>(text.size()));
+  bar.finish();
   FilterReport lrep;
   if (filter_lengths_too) lrep = filter_lengths(text, s, t, opt.filter);
   for (size_t i = 0; i < text.size(); ++i) ds.add(s[i], t[i], text.line[i]);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <numeric>
 
 #include "thor/common/error.h"
@@ -137,6 +138,8 @@ std::vector<std::vector<Translation>> translate_sources(Transformer& model, cons
   // Longest batches first (the order is sorted by length), each taken by whichever worker
   // is free.
   std::atomic<int64_t> next{0};
+  std::mutex progress_mu;
+  int64_t decoded = 0;
   auto work = [&] {
     TransformerStepModel step_model(model, opt.shortlist);
     for (int64_t b = next++; b < num_batches; b = next++) {
@@ -145,6 +148,11 @@ std::vector<std::vector<Translation>> translate_sources(Transformer& model, cons
         break;
       }
       decode_batch(step_model, b);
+      if (opt.progress) {
+        std::lock_guard<std::mutex> lock(progress_mu);
+        decoded += std::min<int64_t>(opt.batch_size, static_cast<int64_t>(order.size()) - b * opt.batch_size);
+        opt.progress(decoded);
+      }
     }
   };
   runtime::run_workers(workers, [&](int64_t) {

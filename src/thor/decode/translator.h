@@ -54,6 +54,8 @@ struct TranslateOptions {
   // Asked before each batch: once it returns true no further batch starts (the ones being
   // decoded finish) and the lines not decoded get no translation (an empty list).
   std::function<bool()> stop;
+  // Called (from the decoding threads, one at a time) with the sentences decoded so far.
+  std::function<void(int64_t)> progress;
 };
 
 // The source prefix for `--target-lang LANG` with a model trained on `meta` (its checkpoint's

@@ -21,6 +21,7 @@
 #include "thor/common/error.h"
 #include "thor/common/file_io.h"
 #include "thor/common/log.h"
+#include "thor/common/progress.h"
 #include "thor/common/op_profile.h"
 #include "thor/common/runtime.h"
 #include "thor/common/stop_signals.h"
@@ -348,6 +349,10 @@ class Trainer {
     int64_t int_tokens = 0, int_src_tokens = 0, int_updates = 0, int_bad = 0;
     int64_t bad_in_a_row = 0;
     bool tty = opt_.progress && isatty(STDERR_FILENO);
+    // on a terminal: update, loss, tokens/s, elapsed and ETA (to --max-update / --max-time)
+    if (tty && lead_)
+      progress_ = std::make_unique<Progress>("train", opt_.max_update > 0 ? opt_.max_update - start_update_ : 0, "updates", true);
+    int64_t run_tokens = 0;
     bool validated_now = false;
     bool stop_requested = false;
 
@@ -463,11 +468,17 @@ class Trainer {
           }
         }
 
-        if (tty && lead_) {
-          std::fprintf(stderr, "\r[train] epoch %lld %3.0f%% | update %lld | loss %.3f | %s",
-                       static_cast<long long>(pos_.epoch), 100.0 * pos_.batch / order.size(),
-                       static_cast<long long>(pos_.num_updates), loss / ntok / kLn2, "      ");
-          std::fflush(stderr);
+        if (progress_) {
+          run_tokens += ntok;
+          double frac = -1;
+          if (opt_.max_update > 0)
+            frac = static_cast<double>(pos_.num_updates - start_update_) / static_cast<double>(opt_.max_update - start_update_);
+          if (opt_.max_time_s > 0) frac = std::max(frac, (elapsed() - elapsed0) / (opt_.max_time_s - elapsed0));
+          char extra[160];
+          std::snprintf(extra, sizeof extra, "update %lld | epoch %lld | loss %.3f | %.0f tok/s",
+                        static_cast<long long>(pos_.num_updates), static_cast<long long>(pos_.epoch), loss / ntok / kLn2,
+                        run_tokens / std::max(1e-9, std::chrono::duration<double>(Clock::now() - t_start).count()));
+          progress_->update(pos_.num_updates - start_update_, extra, frac);
         }
         if (pos_.num_updates % opt_.log_interval == 0) log_interval_now();
         if (opt_.validate_interval_updates > 0 && pos_.num_updates % opt_.validate_interval_updates == 0) {
@@ -488,7 +499,7 @@ class Trainer {
           if (pos_.batch >= static_cast<int64_t>(order.size())) ++pos_.epoch, pos_.batch = 0;
           pos_.elapsed_s = elapsed();
           save({last_path_});
-          if (tty && lead_) std::fprintf(stderr, "\n");
+          if (progress_) progress_->finish();
           if (lead_)
             THOR_WARN("train") << "stopped by a signal after update " << pos_.num_updates << "; state saved in "
                                << last_path_ << " (continue with --resume)";
@@ -506,7 +517,7 @@ class Trainer {
         }
       }
     }
-    if (tty && lead_) std::fprintf(stderr, "\n");
+    if (progress_) progress_->finish();
     log_interval_now();
     pos_.elapsed_s = elapsed();
     if (!validated_now) validate_and_save(false);
@@ -705,7 +716,7 @@ class Trainer {
     if (!lead_) return;
     log_ << j.dump() << '\n';
     log_.flush();
-    if (tty) std::fprintf(stderr, "\n");
+    if (progress_) progress_->clear();
     THOR_LOG("train") << j.dump();
   }
 
@@ -841,7 +852,7 @@ class Trainer {
     model_->train();
     runtime::set_cpu_rng_state(rng_state);
     if (lead_) {
-      if (tty) std::fprintf(stderr, "\n");
+      if (progress_) progress_->clear();
       if (!model_->expert_layers().empty()) THOR_LOG("experts") << load_summary();
       log_ << j.dump() << '\n';
       log_.flush();
@@ -964,6 +975,7 @@ class Trainer {
   InverseSqrtSchedule sched_;
   Position pos_;
   int64_t start_update_ = 0;  // updates done when this run() started (resume)
+  std::unique_ptr<Progress> progress_;  // the terminal's progress line (none off a terminal)
   std::unique_ptr<OpProfile> profile_;
   bool two_pass_ = false;
   int64_t workers_ = 1;                // shards of every batch run at once
