@@ -20,13 +20,23 @@ thor=build/thor
   --trainpref "$work/bible/train" --validpref "$work/bible/valid" --testpref "$work/bible/test" \
   --destdir "$work/data" --vocab-size 8000 --max-len 200
 
-"$thor" train "$work/data" --arch transformer_tiny --share-all-embeddings \
+# --precision auto: bf16 products where the CPU multiplies bf16 natively (AVX512-BF16 / AMX:
+# ~2x the updates in the same minutes), float32 elsewhere (thor info shows which)
+"$thor" train "$work/data" --arch transformer_tiny --share-all-embeddings --precision auto \
   --dropout 0.1 --lr 1e-3 --warmup-updates 200 --weight-decay 1e-4 --max-tokens 4096 \
   --max-time "$minutes" --validate-interval-updates 300 --eval-max-sentences 200 \
   --save-dir "$work/checkpoints" --resume
 
-"$thor" translate --model "$work/checkpoints/checkpoint_best.pt" --beam 5 \
+"$thor" translate --model "$work/checkpoints/checkpoint_best.pt" --beam 5 --precision auto \
   --input "$work/bible/test.en" > "$work/test.hyp.es.tmp"
 mv "$work/test.hyp.es.tmp" "$work/test.hyp.es"
 echo "== held-out test set ($(wc -l < "$work/bible/test.en") verses), en->es =="
 "$thor" score "$work/bible/test.es" -i "$work/test.hyp.es"
+echo "== examples (source / reference / thor) =="
+for n in 1 2 3; do
+  line=$(( n * $(wc -l < "$work/bible/test.en") / 4 ))
+  echo "  en:   $(sed -n "${line}p" "$work/bible/test.en")"
+  echo "  es:   $(sed -n "${line}p" "$work/bible/test.es")"
+  echo "  thor: $(sed -n "${line}p" "$work/test.hyp.es")"
+  echo
+done

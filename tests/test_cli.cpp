@@ -276,6 +276,21 @@ TEST(Cli, ProgressOnATerminalOnly) {
   EXPECT_EQ(std::count(quiet.err.begin(), quiet.err.end(), '\n') >= 3, true);
 }
 
+// thor info names each --precision with its measured rate on this CPU, and what auto picks.
+TEST(Cli, InfoNamesThePrecisionsThisCpuRuns) {
+  auto dir = thor::testing::temp_dir("cli_info");
+  auto r = run("info --device cpu --size 64", dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("precision float32 64x64x64: "), std::string::npos) << r.out;
+  for (auto p : {thor::Precision::BFloat16, thor::Precision::Int8}) {
+    const auto name = thor::precision_name(p);
+    const auto expected = thor::precision_available(p) ? "precision " + name + " 64x64x64: " : "precision " + name + ": not available";
+    EXPECT_NE(r.out.find(expected), std::string::npos) << r.out;
+  }
+  EXPECT_NE(r.out.find("precision auto: " + thor::precision_name(thor::auto_precision(torch::kCPU)) + "\n"), std::string::npos)
+      << r.out;
+}
+
 }  // namespace
 
 // Multilingual end to end: prepare --lang-pairs, train, translate --target-lang (required

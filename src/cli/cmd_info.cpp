@@ -1,5 +1,6 @@
 // `thor info`: what this build runs on and how fast its matrix products are;
 // `thor info --model P`: a checkpoint checked and summarised (its parameter digest included).
+#include <algorithm>
 #include <cstdio>
 
 #include <torch/torch.h>
@@ -48,9 +49,28 @@ void add_info(CLI::App& app, Common& common) {
     std::printf("matmul %lldx%lldx%lld: %.1f GFLOP/s\n", static_cast<long long>(n),
                 static_cast<long long>(n), static_cast<long long>(n),
                 runtime::measure_matmul_gflops(n, 5, dev));
-    if (dev.is_cpu())
-      std::printf("model gemm (%s) %lldx%lldx%lld: %.1f GFLOP/s\n", gemm_backend().c_str(), static_cast<long long>(n),
-                  static_cast<long long>(n), static_cast<long long>(n), measure_gemm_gflops(n, 5));
+    if (!dev.is_cpu()) return;
+    std::printf("model gemm (%s) %lldx%lldx%lld: %.1f GFLOP/s\n", gemm_backend().c_str(), static_cast<long long>(n),
+                static_cast<long long>(n), static_cast<long long>(n), measure_gemm_gflops(n, 5));
+    // the --precision choices on this CPU, each measured through the model's own products
+    const int64_t m = std::min<int64_t>(n, 1024);
+    for (auto p : {Precision::Float32, Precision::BFloat16, Precision::Int8}) {
+      const auto name = precision_name(p);
+      if (!precision_available(p)) {
+        std::printf("precision %s: not available (oneDNN has no %s product for this CPU)\n", name.c_str(), name.c_str());
+        continue;
+      }
+      PrecisionGuard guard(p);
+      const double rate = measure_gemm_gflops(m, 5);
+      const char* how = p == Precision::Float32                             ? "native"
+                        : p == Precision::BFloat16 && cpu_has_native_bf16() ? "native (AVX512-BF16)"
+                        : p == Precision::BFloat16                          ? "emulated: slower than float32 here"
+                        : cpu_has_native_int8()                             ? "native (VNNI)"
+                                                                            : "no VNNI: operands within +-63";
+      std::printf("precision %s %lldx%lldx%lld: %.1f GFLOP/s (%s)\n", name.c_str(), static_cast<long long>(m),
+                  static_cast<long long>(m), static_cast<long long>(m), rate, how);
+    }
+    std::printf("precision auto: %s\n", precision_name(auto_precision(dev)).c_str());
   });
 }
 

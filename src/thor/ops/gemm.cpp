@@ -522,6 +522,10 @@ std::string precision_name(Precision p) {
 
 bool cpu_has_native_bf16() { return __builtin_cpu_supports("avx512bf16") != 0; }
 
+bool cpu_has_native_int8() {
+  return __builtin_cpu_supports("avx512vnni") != 0 || __builtin_cpu_supports("avxvnni") != 0;
+}
+
 Precision auto_precision(const torch::Device& device) {
   if (device.is_cpu() && cpu_has_native_bf16() && precision_available(Precision::BFloat16)) return Precision::BFloat16;
   return Precision::Float32;

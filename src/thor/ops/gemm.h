@@ -45,6 +45,7 @@ int int8_quant_max();
 Precision parse_precision(const std::string& name);  // float32 | bf16 | int8; thor::Error otherwise
 std::string precision_name(Precision p);
 bool cpu_has_native_bf16();  // AVX512-BF16: without it oneDNN emulates bf16 (slower than float32)
+bool cpu_has_native_int8();  // VNNI (AVX512-VNNI or AVX-VNNI): int8 products without 16-bit saturation
 // --precision auto: bf16 on a CPU with native bf16 products (AVX512-BF16, AMX) where this
 // process has oneDNN's bf16 kernel, float32 elsewhere (emulated bf16 is slower than float32;
 // on CUDA the products stay float32).
