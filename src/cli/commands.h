@@ -23,6 +23,7 @@ void add_shortlist(CLI::App& app, Common& common);
 void add_average(CLI::App& app, Common& common);
 void add_serve(CLI::App& app, Common& common);
 void add_import(CLI::App& app, Common& common);
+void add_report(CLI::App& app, Common& common);
 
 // Applies --threads / --quiet; called at the start of every subcommand.
 void apply_common(const Common& common);

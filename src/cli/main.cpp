@@ -1,4 +1,4 @@
-// thor: one binary, subcommands info | prepare | train | translate | score | export | shortlist | average | serve | import.
+// thor: one binary, subcommands info | prepare | train | translate | score | export | shortlist | average | serve | import | report.
 // Errors from the library arrive here as exceptions: one line on stderr, exit code 1.
 #include <algorithm>
 #include <cerrno>
@@ -82,6 +82,7 @@ int main(int argc, char** argv) {
   thor::cli::add_average(app, common);
   thor::cli::add_serve(app, common);
   thor::cli::add_import(app, common);
+  thor::cli::add_report(app, common);
   thor::cli::add_json_config(app, {"train"});
   try {
     app.parse(argc, argv);

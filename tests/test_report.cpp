@@ -1,0 +1,136 @@
+// thor report on real runs (a dense and a THOR model, trained here): the page's embedded
+// numbers are the logs' own, it has the charts it should (with a heatmap per expert layer),
+// headless Chromium renders it (the DOM keeps every chart; the screenshot is not blank), the
+// SVG format writes one file per chart, and a damaged log line is named.
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+
+#include "fixtures.h"
+#include "thor/common/error.h"
+#include "thor/report/report.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+int sh(const std::string& cmd) {
+  int status = std::system(cmd.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+size_t count(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
+  return n;
+}
+
+// Distinct byte values of a PNG's decompressed image data: a blank page has one or two.
+size_t png_distinct_bytes(const std::string& png) {
+  std::string idat;
+  for (size_t p = 8; p + 12 <= png.size();) {
+    const uint32_t len = (uint8_t(png[p]) << 24) | (uint8_t(png[p + 1]) << 16) | (uint8_t(png[p + 2]) << 8) | uint8_t(png[p + 3]);
+    if (png.compare(p + 4, 4, "IDAT") == 0) idat += png.substr(p + 8, len);
+    p += 12 + len;
+  }
+  std::string raw(64 << 20, '\0');
+  uLongf n = raw.size();
+  if (uncompress(reinterpret_cast<Bytef*>(raw.data()), &n, reinterpret_cast<const Bytef*>(idat.data()), idat.size()) != Z_OK) return 0;
+  std::set<unsigned char> seen(raw.begin(), raw.begin() + static_cast<std::ptrdiff_t>(n));
+  return seen.size();
+}
+
+}  // namespace
+
+TEST(Report, PageHoldsTheLogsNumbersAndRendersInChromium) {
+  auto dir = thor::testing::temp_dir("report");
+  thor::testing::make_toy_corpus(dir / "train", 150, 101, "en", "de");
+  thor::testing::make_toy_corpus(dir / "valid", 6, 102, "en", "de");
+  const std::string bin = THOR_BIN;
+  ASSERT_EQ(sh(bin + " --threads 1 prepare -s en -t de --trainpref " + (dir / "train").string() + " --validpref " +
+               (dir / "valid").string() + " --destdir " + (dir / "data").string() + " --vocab-size 70 2> /dev/null"),
+            0);
+  const std::string common = " --encoder-embed-dim 16 --ffn-dim 32 --encoder-layers 2 --decoder-layers 2 --attention-heads 2"
+                             " --max-tokens 300 --max-update 12 --log-interval 3 --validate-interval-updates 6 --eval-beam 1"
+                             " --no-progress";
+  ASSERT_EQ(sh(bin + " --threads 1 train " + (dir / "data").string() + common + " --save-dir " + (dir / "dense").string() +
+               " 2> /dev/null"),
+            0);
+  ASSERT_EQ(sh(bin + " --threads 1 train " + (dir / "data").string() + common +
+               " --num-experts 2 --router thor --save-dir " + (dir / "thor").string() + " 2> /dev/null"),
+            0);
+  const auto page = dir / "report.html";
+  ASSERT_EQ(sh(bin + " report " + (dir / "dense").string() + " " + (dir / "thor").string() + " --out " + page.string() +
+               " 2> " + (dir / "report.log").string()),
+            0)
+      << slurp(dir / "report.log");
+  const auto html = slurp(page);
+  EXPECT_EQ(html.find("http://"), html.find("http://www.w3.org/2000/svg")) << "no request may leave the page";
+  EXPECT_EQ(html.find("https://"), std::string::npos);
+  EXPECT_EQ(html.find("<script src"), std::string::npos);
+  // the numbers in the page are the logs'
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(html, m, std::regex("<script type=\"application/json\" id=\"thor-report-data\">(.*)</script>")));
+  auto data = nlohmann::json::parse(m[1].str());
+  ASSERT_EQ(data.size(), 2u);
+  for (size_t r = 0; r < 2; ++r) {
+    std::vector<nlohmann::json> train, valid;
+    for (const auto& line : thor::testing::read_file(dir / (r ? "thor" : "dense") / "train_log.jsonl")) {
+      auto j = nlohmann::json::parse(line);
+      (j.contains("valid_loss") ? valid : train).push_back(j);
+    }
+    EXPECT_EQ(data[r].at("train"), nlohmann::json(train)) << r;
+    EXPECT_EQ(data[r].at("valid"), nlohmann::json(valid)) << r;
+    EXPECT_EQ(train.size(), 4u);  // updates 3, 6, 9, 12
+    EXPECT_EQ(valid.size(), 2u);
+  }
+  // the charts: loss/BLEU/lr/speed/gnorm (8), consistency (THOR), a heatmap per expert layer
+  // of the THOR run (encoder.0, decoder.0)
+  EXPECT_EQ(count(html, "<svg "), 8u + 1u + 2u) << html.substr(0, 2000);
+  EXPECT_EQ(count(html, "class=\"heatmap\""), 2u);
+  EXPECT_EQ(count(html, "class=\"cell\""), 2u * 2u * 4u);  // 2 layers x 2 experts x 4 log lines
+  EXPECT_NE(html.find("thor: token share per expert, encoder.0"), std::string::npos);
+  // every series of the training loss has a point per log line
+  ASSERT_TRUE(std::regex_search(html, m, std::regex("<polyline class=\"series\" data-name=\"dense\"[^>]*points=\"([^\"]*)\"")));
+  EXPECT_EQ(count(m[1].str(), ","), 4u);
+  // headless Chromium: the DOM keeps the charts, the screenshot is not blank
+  const std::string chromium = "/usr/bin/chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run"
+                               " --disable-background-networking --disable-component-update --disable-sync --user-data-dir=" +
+                               (dir / "profile").string();
+  ASSERT_EQ(sh(chromium + " --dump-dom file://" + page.string() + " > " + (dir / "dom.html").string() + " 2> /dev/null"), 0);
+  EXPECT_EQ(count(slurp(dir / "dom.html"), "<svg "), 11u);
+  const auto png = dir / "report.png";
+  ASSERT_EQ(sh(chromium + " --window-size=1200,1600 --screenshot=" + png.string() + " file://" + page.string() + " 2> /dev/null"), 0);
+  EXPECT_GT(png_distinct_bytes(slurp(png)), 20u);
+  std::cout << "[ screenshot ] " << png.string() << "\n";
+  // one SVG file per chart
+  ASSERT_EQ(sh(bin + " report " + (dir / "dense").string() + " " + (dir / "thor").string() + " --format svg --out " +
+               (dir / "svg").string() + " 2> /dev/null"),
+            0);
+  size_t files = 0;
+  for (const auto& e : fs::directory_iterator(dir / "svg")) files += e.path().extension() == ".svg";
+  EXPECT_EQ(files, 11u);
+  EXPECT_TRUE(fs::exists(dir / "svg" / "valid-bleu-updates.svg"));
+}
+
+TEST(Report, ADamagedLogLineIsNamed) {
+  auto dir = thor::testing::temp_dir("report_bad");
+  fs::create_directories(dir / "run");
+  thor::testing::write_file(dir / "run" / "train_log.jsonl", {"{\"update\": 1, \"loss\": 5}", "{\"update\": 2, \"lo"});
+  try {
+    thor::report::read_run((dir / "run").string());
+    ADD_FAILURE() << "read";
+  } catch (const thor::Error& e) {
+    EXPECT_EQ(std::string(e.what()), (dir / "run" / "train_log.jsonl").string() + ":2: not a JSON line");
+  }
+}
