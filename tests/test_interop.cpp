@@ -219,3 +219,67 @@ TEST(Safetensors, ImportRefusesAnotherModel) {
             std::string::npos);
   EXPECT_FALSE(fs::exists(dir / "mm.pt"));
 }
+
+// tools/convert_fairseq.py on synthetic fairseq checkpoints (dense and THOR, E = 2, written
+// as torch.save writes them by tests/fake_fairseq_checkpoint.py): every thor tensor equals
+// the one computed from the definitions, the vocabulary keeps fairseq's ids and the
+// original segmentation, the decoder starts from </s>, and the result translates.
+TEST(FairseqImport, TensorMappingOnSyntheticCheckpoints) {
+  const auto ck = thor_checkpoint();
+  const auto root = ck.parent_path().parent_path();
+  const auto spm = root / "data" / "spm.model";
+  auto original = thor::Vocab::from_file(spm.string());
+  for (int experts : {1, 2}) {
+    const auto dir = root / ("fairseq" + std::to_string(experts));
+    fs::create_directories(dir);
+    ASSERT_EQ(sh("/usr/bin/python3 " + std::string(THOR_SOURCE_DIR) + "/tests/fake_fairseq_checkpoint.py " + spm.string() +
+                 " " + dir.string() + " " + std::to_string(experts)),
+              0);
+    ASSERT_EQ(sh("/usr/bin/python3 " + std::string(THOR_SOURCE_DIR) + "/tools/convert_fairseq.py " +
+                 (dir / "checkpoint.pt").string() + " --dict " + (dir / "dict.txt").string() + " --spm " + spm.string() +
+                 " --out " + (dir / "conv").string() + " 2> " + (dir / "convert.log").string()),
+              0)
+        << slurp(dir / "convert.log");
+    thor::import_safetensors((dir / "conv").string(), (dir / "imported.pt").string());
+    auto lm = thor::load_model((dir / "imported.pt").string(), torch::kCPU);
+    EXPECT_EQ(lm.config.num_experts, experts);
+    EXPECT_EQ(lm.config.bos_id, lm.config.eos_id);  // fairseq's decoder starts from </s>
+    EXPECT_EQ(lm.train_state.at("meta").at("src_lang"), "de");
+    auto expected = thor::read_safetensors((dir / "expected.safetensors").string());
+    auto params = lm.model->named_parameters();
+    auto buffers = lm.model->named_buffers();
+    size_t compared = 0;
+    for (const auto& [name, want] : expected.tensors) {
+      const torch::Tensor* got = params.find(name);
+      if (!got) got = buffers.find(name);
+      ASSERT_TRUE(got) << name;
+      ASSERT_TRUE(got->sizes().equals(want.sizes())) << name << " " << got->sizes() << " vs " << want.sizes();
+      EXPECT_LE((*got - want).abs().max().item<double>(), name == "positions" ? 1e-5 : 0.0) << name;
+      ++compared;
+    }
+    EXPECT_EQ(compared, params.size() + 1);  // every parameter, and the positions
+    // fairseq's ids: its dictionary's k-th symbol is thor id 4 + k
+    auto pieces = nlohmann::json::parse(slurp(dir / "pieces.json"));
+    const auto tokens = pieces.at("dict_tokens").get<std::vector<std::string>>();
+    for (size_t k = 0; k + 1 < tokens.size(); ++k) EXPECT_EQ(lm.vocab.piece_to_id(tokens[k]), static_cast<int>(4 + k)) << tokens[k];
+    for (const auto& p : pieces.at("unseen")) EXPECT_GE(lm.vocab.piece_to_id(p.get<std::string>()), static_cast<int>(4 + tokens.size()));
+    // the same segmentation as the original model (piece by piece)
+    for (const auto& line : thor::testing::read_file(root / "valid.en")) {
+      auto a = original.encode(line), b = lm.vocab.encode(line);
+      ASSERT_EQ(a.size(), b.size()) << line;
+      for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(original.decode({a[i]}), lm.vocab.decode({b[i]})) << line;
+    }
+    // and it translates
+    ASSERT_EQ(sh(std::string(THOR_BIN) + " --threads 1 translate --beam 2 --max-len-b 5 --expert-select fixed:0 --model " +
+                 (dir / "imported.pt").string() + " --input " + (root / "valid.en").string() + " > " +
+                 (dir / "out.txt").string() + " 2> /dev/null"),
+              0);
+    EXPECT_EQ(thor::testing::read_file(dir / "out.txt").size(), thor::testing::read_file(root / "valid.en").size());
+  }
+  // a checkpoint that is not one
+  thor::testing::write_file(root / "notzip.pt", {"hello"});
+  EXPECT_NE(sh("/usr/bin/python3 " + std::string(THOR_SOURCE_DIR) + "/tools/convert_fairseq.py " + (root / "notzip.pt").string() +
+               " --dict x --spm " + spm.string() + " --out " + (root / "nz").string() + " 2> " + (root / "nz.log").string()),
+            0);
+  EXPECT_NE(slurp(root / "nz.log").find("not a PyTorch zip checkpoint"), std::string::npos) << slurp(root / "nz.log");
+}
