@@ -94,9 +94,9 @@ TEST(Report, PageHoldsTheLogsNumbersAndRendersInChromium) {
     EXPECT_EQ(train.size(), 4u);  // updates 3, 6, 9, 12
     EXPECT_EQ(valid.size(), 2u);
   }
-  // the charts: loss/BLEU/lr/speed/gnorm (8), consistency (THOR), a heatmap per expert layer
+  // the charts: loss/BLEU/lr/speed/gnorm (9), consistency (THOR), a heatmap per expert layer
   // of the THOR run (encoder.0, decoder.0)
-  EXPECT_EQ(count(html, "<svg "), 8u + 1u + 2u) << html.substr(0, 2000);
+  EXPECT_EQ(count(html, "<svg "), 9u + 1u + 2u) << html.substr(0, 2000);
   EXPECT_EQ(count(html, "class=\"heatmap\""), 2u);
   EXPECT_EQ(count(html, "class=\"cell\""), 2u * 2u * 4u);  // 2 layers x 2 experts x 4 log lines
   EXPECT_NE(html.find("thor: token share per expert, encoder.0"), std::string::npos);
@@ -108,7 +108,7 @@ TEST(Report, PageHoldsTheLogsNumbersAndRendersInChromium) {
                                " --disable-background-networking --disable-component-update --disable-sync --user-data-dir=" +
                                (dir / "profile").string();
   ASSERT_EQ(sh(chromium + " --dump-dom file://" + page.string() + " > " + (dir / "dom.html").string() + " 2> /dev/null"), 0);
-  EXPECT_EQ(count(slurp(dir / "dom.html"), "<svg "), 11u);
+  EXPECT_EQ(count(slurp(dir / "dom.html"), "<svg "), 12u);
   const auto png = dir / "report.png";
   ASSERT_EQ(sh(chromium + " --window-size=1200,1600 --screenshot=" + png.string() + " file://" + page.string() + " 2> /dev/null"), 0);
   EXPECT_GT(png_distinct_bytes(slurp(png)), 20u);
@@ -119,8 +119,22 @@ TEST(Report, PageHoldsTheLogsNumbersAndRendersInChromium) {
             0);
   size_t files = 0;
   for (const auto& e : fs::directory_iterator(dir / "svg")) files += e.path().extension() == ".svg";
-  EXPECT_EQ(files, 11u);
+  EXPECT_EQ(files, 12u);
   EXPECT_TRUE(fs::exists(dir / "svg" / "valid-bleu-updates.svg"));
+  // the compute axis: each validation at the FLOPs the training lines add up to by then
+  const auto flops_svg = slurp(dir / "svg" / "valid-bleu-flops.svg");
+  EXPECT_EQ(count(flops_svg, "<circle"), 4u);  // 2 validations x 2 runs
+  double pflop = 0, prev = 0;
+  for (const auto& line : thor::testing::read_file(dir / "dense" / "train_log.jsonl")) {
+    auto j = nlohmann::json::parse(line);
+    if (!j.contains("loss")) continue;
+    const double u = j["update"];
+    pflop += j["gflop_s"].get<double>() * 1e9 * j["s_per_update"].get<double>() * (u - prev) / 1e15, prev = u;
+    if (u == 6) break;
+  }
+  char at[64];
+  std::snprintf(at, sizeof at, "<title>dense: %.8g, ", pflop);
+  EXPECT_NE(flops_svg.find(at), std::string::npos) << at << "\n" << flops_svg;
 }
 
 TEST(Report, ADamagedLogLineIsNamed) {

@@ -3,6 +3,7 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
+#include <cpuid.h>
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -523,7 +524,11 @@ std::string precision_name(Precision p) {
 bool cpu_has_native_bf16() { return __builtin_cpu_supports("avx512bf16") != 0; }
 
 bool cpu_has_native_int8() {
-  return __builtin_cpu_supports("avx512vnni") != 0 || __builtin_cpu_supports("avxvnni") != 0;
+  if (__builtin_cpu_supports("avx512vnni")) return true;
+  // AVX-VNNI (CPUID.(EAX=7,ECX=1):EAX[4]): asked of cpuid, as older compilers' builtins
+  // have no name for it
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 4) & 1u) != 0;
 }
 
 Precision auto_precision(const torch::Device& device) {

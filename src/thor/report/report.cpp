@@ -60,6 +60,27 @@ std::vector<Chart> charts_of(const std::vector<RunLog>& runs) {
   add("valid-bleu-updates", series_of(runs, true, "update", 1, "valid_bleu"), {"validation BLEU", "updates", "BLEU"});
   add("valid-bleu-minutes", series_of(runs, true, "elapsed_s", 1.0 / 60, "valid_bleu"),
       {"validation BLEU against wall-clock", "minutes", "BLEU"});
+  // against training compute: the FLOPs done up to each validation, summed from the
+  // training lines (achieved GFLOP/s x seconds per update x updates of each interval); THOR
+  // pays two passes per update, so this is the "same compute" view of the paper's claim
+  std::vector<Series> by_flops;
+  for (const auto& r : runs) {
+    std::vector<std::pair<double, double>> cum;  // (update, PFLOP done by then)
+    double total = 0, prev = 0;
+    for (const auto& j : r.train) {
+      const double u = num(j, "update"), rate = num(j, "gflop_s"), spu = num(j, "s_per_update");
+      if (std::isfinite(u) && std::isfinite(rate) && std::isfinite(spu)) total += rate * 1e9 * spu * (u - prev) / 1e15;
+      if (std::isfinite(u)) prev = u, cum.emplace_back(u, total);
+    }
+    Series s{r.name, {}, true};
+    for (const auto& j : r.valid) {
+      const double u = num(j, "update"), bleu = num(j, "valid_bleu");
+      auto it = std::find_if(cum.begin(), cum.end(), [&](const auto& c) { return c.first >= u; });
+      if (std::isfinite(bleu) && it != cum.end() && it->first == u) s.points.emplace_back(it->second, bleu);
+    }
+    by_flops.push_back(std::move(s));
+  }
+  add("valid-bleu-flops", by_flops, {"validation BLEU against training compute", "PFLOP", "BLEU"});
   // multilingual: BLEU per language pair
   std::vector<Series> pairs;
   for (const auto& r : runs) {

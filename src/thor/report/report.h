@@ -1,6 +1,6 @@
 // `thor report`: a run (or several, overlaid) as pictures, from the JSON lines every save
-// dir's train_log.jsonl holds: training loss and validation loss / BLEU against updates and
-// wall-clock, learning rate, tokens/s, gradient norm; for expert models the token share of
+// dir's train_log.jsonl holds: training loss and validation loss / BLEU against updates,
+// wall-clock and training FLOPs, learning rate, tokens/s, gradient norm; for expert models the token share of
 // every expert in every layer over time (a heatmap per layer) and the consistency and
 // routers' auxiliary losses. One self-contained HTML page (inline SVG, the log's numbers
 // embedded as JSON, no external requests), or one SVG file per chart.

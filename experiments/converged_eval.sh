@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Issue 14, item 4: the converged study's evaluation, from the runs experiments/converged.sh
+# left in OUT_DIR. Every run is evaluated at the same update BUDGET (default: the largest
+# update every run of SYSTEMS x SEEDS has reached, a multiple of INTERVAL) from its own
+# checkpoints: the best valid-BLEU checkpoint_N.pt with N <= BUDGET, and the average of the
+# last AVG (default 5) checkpoints up to BUDGET (thor average). Both translate Multi30k
+# test_2016_flickr (beam 5; THOR: --expert-select sentence, the paper's sentence level).
+# Writes OUT_DIR/eval/table.md (BLEU per system: every seed, mean and spread; paired
+# bootstrap p-values of every THOR system against dense and against Switch, seed by seed)
+# and OUT_DIR/eval/curves/*.svg (thor report: valid BLEU against updates, minutes, FLOPs).
+#   experiments/converged_eval.sh DATA_DIR OUT_DIR
+# Translations are cached (OUT_DIR/eval/hyp/): a rerun after more training re-translates only
+# what a new budget changes. SYSTEMS / SEEDS as for converged.sh.
+set -euo pipefail
+data=${1:?usage: converged_eval.sh DATA_DIR OUT_DIR}
+out=${2:?usage: converged_eval.sh DATA_DIR OUT_DIR}
+root=$(cd "$(dirname "$0")/.." && pwd)
+thor=${THOR_BIN:-$root/build/thor}
+interval=${INTERVAL:-250}
+avg_n=${AVG:-5}
+systems=(${SYSTEMS:-dense thor2-a1 thor2-a5 switch4 random2 thor4-a1 thor4-a5})
+seeds=(${SEEDS:-1 2})
+ev=$out/eval
+mkdir -p "$ev/hyp" "$ev/curves"
+ref=$data/test_2016_flickr.de
+src=$data/test_2016_flickr.en
+
+last_update() { grep -o '"update":[0-9]*' "$1/train_log.jsonl" 2> /dev/null | tail -1 | cut -d: -f2 || echo 0; }
+runs=()
+reached=  # the least update any run has reached
+for sys in "${systems[@]}"; do
+  for s in "${seeds[@]}"; do
+    d=$out/$sys-s$s
+    [ -f "$d/train_log.jsonl" ] || continue
+    runs+=("$sys-s$s")
+    u=$(last_update "$d")
+    if [ -z "$reached" ] || [ "$u" -lt "$reached" ]; then reached=$u; fi
+  done
+done
+[ ${#runs[@]} -gt 0 ] || { echo "converged_eval: no runs in $out" >&2; exit 1; }
+budget=${BUDGET:-$reached}
+budget=$(( budget / interval * interval ))
+echo "[eval] ${#runs[@]} runs, budget $budget updates" >&2
+
+# the best validation checkpoint up to the budget: from the log's valid lines
+best_ckpt() {
+  python3 - "$1/train_log.jsonl" "$budget" <<'PY'
+import json, sys
+best = None
+for line in open(sys.argv[1]):
+    j = json.loads(line)
+    if "valid_bleu" in j and j["update"] <= int(sys.argv[2]) and (best is None or j["valid_bleu"] > best[1]):
+        best = (j["update"], j["valid_bleu"])
+print(best[0] if best else "")
+PY
+}
+decode() {  # run checkpoint hyp
+  local run=$1 ckpt=$2 hyp=$3 sel=()
+  [[ $run == thor* || $run == random* ]] && sel=(--expert-select sentence)
+  [ -s "$hyp" ] || "$thor" translate --model "$ckpt" --beam 5 "${sel[@]}" --input "$src" > "$hyp.tmp" 2> "$hyp.log"
+  [ -s "$hyp" ] || mv "$hyp.tmp" "$hyp"
+}
+for run in "${runs[@]}"; do
+  d=$out/$run
+  b=$(best_ckpt "$d")
+  [ -n "$b" ] || { echo "converged_eval: $run has no validation up to update $budget" >&2; exit 1; }
+  decode "$run" "$d/checkpoint_$b.pt" "$ev/hyp/$run.best$b.de"
+  ln -sf "$run.best$b.de" "$ev/hyp/$run.best.de"
+  inputs=()
+  for u in $(seq "$budget" "-$interval" 1 | head -n "$avg_n"); do
+    [ -f "$d/checkpoint_$u.pt" ] && inputs+=("$d/checkpoint_$u.pt")
+  done
+  avg=$ev/hyp/$run.avg$budget.pt
+  [ -s "$ev/hyp/$run.avg$budget.de" ] || [ -f "$avg" ] || "$thor" average --inputs "${inputs[@]}" --out "$avg" 2> /dev/null
+  decode "$run" "$avg" "$ev/hyp/$run.avg$budget.de"
+  rm -f "$avg"
+  ln -sf "$run.avg$budget.de" "$ev/hyp/$run.avg.de"
+done
+
+bleu() { "$thor" score "$ref" -i "$1" | sed -n 's/^BLEU = \([0-9.]*\).*/\1/p'; }
+pval() { "$thor" score "$ref" -i "$1" -i "$2" | awk -F'\t' 'NR == 3 {print $5}'; }
+{
+  echo "Budget: update $budget (every run evaluated there); beam 5; BLEU on test_2016_flickr (1,000 sentences)."
+  echo
+  echo "| system | kind | $(printf 'seed %s | ' "${seeds[@]}")mean | spread (max - min) |"
+  echo "|---|---|$(printf -- '---|%.0s' "${seeds[@]}")---|---|"
+  for sys in "${systems[@]}"; do
+    for kind in best avg; do
+      vals=()
+      for s in "${seeds[@]}"; do
+        h=$ev/hyp/$sys-s$s.$kind.de
+        if [ -e "$h" ]; then vals+=("$(bleu "$h")"); else vals+=("-"); fi
+      done
+      printf '| %s | %s | %s' "$sys" "$kind" "$(printf '%s | ' "${vals[@]}")"
+      printf '%s\n' "${vals[@]}" | awk '$1 != "-" {s += $1; n++; if (n == 1 || $1 > mx) mx = $1; if (n == 1 || $1 < mn) mn = $1}
+        END {if (n) printf "%.2f | %.2f |\n", s / n, mx - mn; else print "- | - |"}'
+    done
+  done
+  echo
+  echo "Paired bootstrap (1,000 samples, sacreBLEU's --paired-bs): p-value of each THOR system against"
+  echo "dense and against Switch, same seed, averaged-checkpoint translations."
+  echo
+  echo "| system | seed | vs dense | vs switch4 |"
+  echo "|---|---|---|---|"
+  for sys in "${systems[@]}"; do
+    [[ $sys == thor* ]] || continue
+    for s in "${seeds[@]}"; do
+      h=$ev/hyp/$sys-s$s.avg.de
+      [ -e "$h" ] || continue
+      pd=-; ps=-
+      [ -e "$ev/hyp/dense-s$s.avg.de" ] && pd=$(pval "$ev/hyp/dense-s$s.avg.de" "$h")
+      [ -e "$ev/hyp/switch4-s$s.avg.de" ] && ps=$(pval "$ev/hyp/switch4-s$s.avg.de" "$h")
+      echo "| $sys | $s | $pd | $ps |"
+    done
+  done
+} > "$ev/table.md"
+"$thor" report "${runs[@]/#/$out/}" --format svg --out "$ev/curves" 2> /dev/null
+cat "$ev/table.md"
