@@ -14,6 +14,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <csignal>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -115,6 +116,7 @@ int main(int argc, char** argv) {
   app.add_option("--target", target);
   app.add_option("--malformed", malformed_n, "send this many malformed requests instead");
   CLI11_PARSE(app, argc, argv);
+  std::signal(SIGPIPE, SIG_IGN);  // a server closing a connection mid-body is an answer here
 
   if (malformed_n > 0) {
     std::atomic<int> next{0};

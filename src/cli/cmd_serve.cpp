@@ -32,7 +32,7 @@ void add_serve(CLI::App& app, Common& common) {
   cmd->add_option("--max-body-bytes", o.max_body_bytes, "request body size; beyond: 413")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--http-threads", o.http_threads, "connections served at once")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--http-threads", o.http_threads, "connections served at once (a keep-alive client holds one while connected)")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--read-timeout", o.read_timeout_s, "seconds a silent client keeps its connection")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

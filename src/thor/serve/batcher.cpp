@@ -95,6 +95,11 @@ void Batcher::shutdown() {
 // (at least one); without, the queued sentences of the oldest request. Called locked.
 std::vector<Batcher::Item> Batcher::take(std::unique_lock<std::mutex>& lock) {
   auto padded = [](size_t n, size_t longest) { return static_cast<int64_t>(n * (longest + 1)); };  // + eos
+  struct Waiting {  // this worker counts as idle while it waits here
+    int64_t& n;
+    explicit Waiting(int64_t& c) : n(c) { ++n; }
+    ~Waiting() { --n; }
+  } waiting(idle_);
   while (true) {
     cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return {};  // stopping, nothing left
@@ -116,6 +121,11 @@ std::vector<Batcher::Item> Batcher::take(std::unique_lock<std::mutex>& lock) {
     if (full || Clock::now() >= deadline) break;
     cv_.wait_until(lock, deadline);  // more may arrive; then look again
   }
+  // With batching, a fair share of what waits when other workers are idle too (32 waiting
+  // sentences and 2 idle workers: 16 each), so a burst of requests keeps every core busy
+  // instead of one worker decoding all of it while the others wait.
+  const size_t share = opt_.batching ? (queue_.size() + static_cast<size_t>(idle_) - 1) / static_cast<size_t>(idle_)
+                                     : queue_.size();
   std::vector<Item> batch;
   size_t longest = 0;
   const Job* first_job = queue_.front().job.get();
@@ -127,7 +137,8 @@ std::vector<Batcher::Item> Batcher::take(std::unique_lock<std::mutex>& lock) {
     }
     if (!opt_.batching && it.job.get() != first_job) break;
     const size_t len = std::max(longest, it.job->sources_[it.index].ids.size());
-    if (opt_.batching && !batch.empty() && padded(batch.size() + 1, len) > opt_.max_batch_tokens) break;
+    if (opt_.batching && !batch.empty() && (padded(batch.size() + 1, len) > opt_.max_batch_tokens || batch.size() >= share))
+      break;
     longest = len;
     batch.push_back(std::move(it));
     queue_.pop_front();

@@ -1,7 +1,8 @@
 // Dynamic batching for thor serve: the sentences of concurrent requests wait in one queue
 // and decoding workers take them in arrival order, as many as fit a batch of
-// max_batch_tokens padded source tokens, waiting at most max_wait_ms after the oldest one
-// arrived for a batch to fill (the scheme of TF Serving's and Triton's dynamic batchers).
+// max_batch_tokens padded source tokens (and a fair share of the queue when other workers
+// are idle), waiting at most max_wait_ms after the oldest one arrived for a batch to fill
+// (the scheme of TF Serving's and Triton's dynamic batchers).
 // Each request gets its translations in its own order. Decoding goes through
 // translate_sources (decode/translator.h), the same code as `thor translate`.
 #pragma once
@@ -95,6 +96,7 @@ class Batcher {
   std::condition_variable cv_;
   std::deque<Item> queue_;
   bool stopping_ = false;
+  int64_t idle_ = 0;  // workers waiting in take()
   std::vector<std::thread> workers_;
 };
 

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <csignal>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
@@ -72,6 +73,7 @@ thread_local int64_t t_sentences = 0;
 
 void run_server(const ServerOptions& opt, const std::function<void(int)>& on_listening) {
   StopSignals signals;  // from here on, SIGTERM / SIGINT ask for a graceful stop
+  std::signal(SIGPIPE, SIG_IGN);  // a client gone mid-answer is that connection's end, not the server's
   Metrics metrics;
   std::atomic<bool> ready{false};
   std::unique_ptr<Loaded> loaded;  // set once, before `ready`; read only after `ready`

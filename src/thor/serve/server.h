@@ -27,7 +27,7 @@ struct ServerOptions {
   BatcherOptions batcher;
   ApiLimits limits;
   int64_t request_timeout_ms = 30000;  // a request still waiting then is answered 503
-  int64_t http_threads = 64;           // connections served at once
+  int64_t http_threads = 256;          // connections served at once (a keep-alive client holds one)
   int64_t max_body_bytes = 1 << 20;    // larger bodies: 413
   int64_t read_timeout_s = 5;          // a client silent this long is disconnected
   bool access_log = true;
