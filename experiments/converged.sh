@@ -9,6 +9,7 @@
 # (best valid checkpoint up to the budget; the average of the last checkpoints before it).
 #   experiments/converged.sh DATA_DIR [OUT_DIR]
 # SYSTEMS (default: dense thor2-a1 thor2-a5 switch4 random2 thor4-a1 thor4-a5), SEEDS ("1 2").
+# The multilingual study (item 5): LANG_PAIRS=en-de,en-fr,en-cs SYSTEMS="dense switch4 thor4-a5".
 # Every run resumes where it stopped (--resume). The runs advance round-robin in chunks of
 # CHUNK updates (default 500): every system of a seed reaches update k x CHUNK before any goes
 # further, so a study cut short still compares all systems at one update count; a resume is
@@ -30,7 +31,11 @@ systems=(${SYSTEMS:-dense thor2-a1 thor2-a5 switch4 random2 thor4-a1 thor4-a5})
 seeds=${SEEDS:-"1 2"}
 mkdir -p "$out"
 [ -x "$thor" ] || bash "$root/scripts/build.sh" --target thor thor_spm_shim
-[ -s "$out/data/meta.json" ] || "$thor" prepare -s en -t de --trainpref "$data/train" --validpref "$data/valid" \
+# LANG_PAIRS (default en-de): several (en-de,en-fr,en-cs) make the multilingual study of
+# item 5: one joint dataset and model, the target tag before every source, validation per pair
+pairs=${LANG_PAIRS:-en-de}
+if [ "$pairs" = "${pairs%,*}" ]; then langs=(-s "${pairs%-*}" -t "${pairs#*-}"); else langs=(--lang-pairs "$pairs"); fi
+[ -s "$out/data/meta.json" ] || "$thor" prepare "${langs[@]}" --trainpref "$data/train" --validpref "$data/valid" \
   --testpref "$data/test_2016_flickr" --destdir "$out/data" --vocab-size 8000 2> "$out/prepare.log"
 common=(--arch transformer_tiny --share-all-embeddings --dropout 0.3 --lr 1e-3 --warmup-updates "$warmup"
         --weight-decay 1e-4 --max-tokens 4096 --precision "$precision"

@@ -5,6 +5,8 @@
 # checkpoints: the best valid-BLEU checkpoint_N.pt with N <= BUDGET, and the average of the
 # last AVG (default 5) checkpoints up to BUDGET (thor average). Both translate Multi30k
 # test_2016_flickr (beam 5; THOR: --expert-select sentence, the paper's sentence level).
+# Multilingual runs (converged.sh with LANG_PAIRS): every pair with --target-lang, a table per
+# pair and one of the mean over pairs.
 # Writes OUT_DIR/eval/table.md (BLEU per system: every seed, mean and spread; paired
 # bootstrap p-values of every THOR system against dense and against Switch, seed by seed)
 # and OUT_DIR/eval/curves/*.svg (thor report: valid BLEU against updates, minutes, FLOPs).
@@ -22,8 +24,9 @@ systems=(${SYSTEMS:-dense thor2-a1 thor2-a5 switch4 random2 thor4-a1 thor4-a5})
 seeds=(${SEEDS:-1 2})
 ev=$out/eval
 mkdir -p "$ev/hyp" "$ev/curves"
-ref=$data/test_2016_flickr.de
-src=$data/test_2016_flickr.en
+# the language pairs of the prepared data (several for the multilingual study)
+mapfile -t pairs < <(python3 -c 'import json,sys; print("\n".join(p["src"] + "-" + p["tgt"] for p in json.load(open(sys.argv[1]))["pairs"]))' "$out/data/meta.json")
+multi=$([ ${#pairs[@]} -gt 1 ] && echo 1 || echo 0)
 
 last_update() { grep -o '"update":[0-9]*' "$1/train_log.jsonl" 2> /dev/null | tail -1 | cut -d: -f2 || echo 0; }
 runs=()
@@ -54,63 +57,82 @@ for line in open(sys.argv[1]):
 print(best[0] if best else "")
 PY
 }
-decode() {  # run checkpoint hyp
-  local run=$1 ckpt=$2 hyp=$3 sel=()
+decode() {  # run checkpoint hyp-prefix: every pair's test source into hyp-prefix.{pair}.txt
+  local run=$1 ckpt=$2 hyp=$3 sel=() p
   [[ $run == thor* || $run == random* ]] && sel=(--expert-select sentence)
-  [ -s "$hyp" ] || "$thor" translate --model "$ckpt" --beam 5 "${sel[@]}" --input "$src" > "$hyp.tmp" 2> "$hyp.log"
-  [ -s "$hyp" ] || mv "$hyp.tmp" "$hyp"
+  for p in "${pairs[@]}"; do
+    local h=$hyp.$p.txt tgt=()
+    [ "$multi" = 1 ] && tgt=(--target-lang "${p#*-}")
+    [ -s "$h" ] && continue
+    "$thor" translate --model "$ckpt" --beam 5 "${sel[@]}" "${tgt[@]}" --input "$data/test_2016_flickr.${p%-*}" \
+      > "$h.tmp" 2> "$h.log"
+    mv "$h.tmp" "$h"
+  done
 }
 for run in "${runs[@]}"; do
   d=$out/$run
   b=$(best_ckpt "$d")
   [ -n "$b" ] || { echo "converged_eval: $run has no validation up to update $budget" >&2; exit 1; }
-  decode "$run" "$d/checkpoint_$b.pt" "$ev/hyp/$run.best$b.de"
-  ln -sf "$run.best$b.de" "$ev/hyp/$run.best.de"
+  decode "$run" "$d/checkpoint_$b.pt" "$ev/hyp/$run.best$b"
+  for p in "${pairs[@]}"; do ln -sf "$run.best$b.$p.txt" "$ev/hyp/$run.best.$p.txt"; done
   inputs=()
   for u in $(seq "$budget" "-$interval" 1 | head -n "$avg_n"); do
     [ -f "$d/checkpoint_$u.pt" ] && inputs+=("$d/checkpoint_$u.pt")
   done
   avg=$ev/hyp/$run.avg$budget.pt
-  [ -s "$ev/hyp/$run.avg$budget.de" ] || [ -f "$avg" ] || "$thor" average --inputs "${inputs[@]}" --out "$avg" 2> /dev/null
-  decode "$run" "$avg" "$ev/hyp/$run.avg$budget.de"
+  [ -s "$ev/hyp/$run.avg$budget.${pairs[-1]}.txt" ] || [ -f "$avg" ] || "$thor" average --inputs "${inputs[@]}" --out "$avg" 2> /dev/null
+  decode "$run" "$avg" "$ev/hyp/$run.avg$budget"
   rm -f "$avg"
-  ln -sf "$run.avg$budget.de" "$ev/hyp/$run.avg.de"
+  for p in "${pairs[@]}"; do ln -sf "$run.avg$budget.$p.txt" "$ev/hyp/$run.avg.$p.txt"; done
 done
 
-bleu() { "$thor" score "$ref" -i "$1" | sed -n 's/^BLEU = \([0-9.]*\).*/\1/p'; }
-pval() { "$thor" score "$ref" -i "$1" -i "$2" | awk -F'\t' 'NR == 3 {print $5}'; }
+bleu() { "$thor" score "$data/test_2016_flickr.${2#*-}" -i "$1" | sed -n 's/^BLEU = \([0-9.]*\).*/\1/p'; }
+pval() { "$thor" score "$data/test_2016_flickr.${3#*-}" -i "$1" -i "$2" | awk -F'\t' 'NR == 3 {print $5}'; }
 {
   echo "Budget: update $budget (every run evaluated there); beam 5; BLEU on test_2016_flickr (1,000 sentences)."
-  echo
-  echo "| system | kind | $(printf 'seed %s | ' "${seeds[@]}")mean | spread (max - min) |"
-  echo "|---|---|$(printf -- '---|%.0s' "${seeds[@]}")---|---|"
-  for sys in "${systems[@]}"; do
-    for kind in best avg; do
-      vals=()
-      for s in "${seeds[@]}"; do
-        h=$ev/hyp/$sys-s$s.$kind.de
-        if [ -e "$h" ]; then vals+=("$(bleu "$h")"); else vals+=("-"); fi
+  for p in "${pairs[@]}" mean; do
+    [ "$p" = mean ] && [ "$multi" = 0 ] && continue
+    echo
+    echo "**${p}**"
+    echo
+    echo "| system | kind | $(printf 'seed %s | ' "${seeds[@]}")mean | spread (max - min) |"
+    echo "|---|---|$(printf -- '---|%.0s' "${seeds[@]}")---|---|"
+    for sys in "${systems[@]}"; do
+      for kind in best avg; do
+        vals=()
+        for s in "${seeds[@]}"; do
+          if [ "$p" = mean ]; then  # the mean over the language pairs
+            v=$(for q in "${pairs[@]}"; do h=$ev/hyp/$sys-s$s.$kind.$q.txt; [ -e "$h" ] && bleu "$h" "$q"; done |
+                awk '{s += $1; n++} END {if (n) printf "%.2f", s / n}')
+            vals+=("${v:--}")
+          else
+            h=$ev/hyp/$sys-s$s.$kind.$p.txt
+            if [ -e "$h" ]; then vals+=("$(bleu "$h" "$p")"); else vals+=("-"); fi
+          fi
+        done
+        printf '| %s | %s | %s' "$sys" "$kind" "$(printf '%s | ' "${vals[@]}")"
+        printf '%s\n' "${vals[@]}" | awk '$1 != "-" {s += $1; n++; if (n == 1 || $1 > mx) mx = $1; if (n == 1 || $1 < mn) mn = $1}
+          END {if (n) printf "%.2f | %.2f |\n", s / n, mx - mn; else print "- | - |"}'
       done
-      printf '| %s | %s | %s' "$sys" "$kind" "$(printf '%s | ' "${vals[@]}")"
-      printf '%s\n' "${vals[@]}" | awk '$1 != "-" {s += $1; n++; if (n == 1 || $1 > mx) mx = $1; if (n == 1 || $1 < mn) mn = $1}
-        END {if (n) printf "%.2f | %.2f |\n", s / n, mx - mn; else print "- | - |"}'
     done
   done
   echo
   echo "Paired bootstrap (1,000 samples, sacreBLEU's --paired-bs): p-value of each THOR system against"
   echo "dense and against Switch, same seed, averaged-checkpoint translations."
   echo
-  echo "| system | seed | vs dense | vs switch4 |"
-  echo "|---|---|---|---|"
+  echo "| system | pair | seed | vs dense | vs switch4 |"
+  echo "|---|---|---|---|---|"
   for sys in "${systems[@]}"; do
     [[ $sys == thor* ]] || continue
-    for s in "${seeds[@]}"; do
-      h=$ev/hyp/$sys-s$s.avg.de
-      [ -e "$h" ] || continue
-      pd=-; ps=-
-      [ -e "$ev/hyp/dense-s$s.avg.de" ] && pd=$(pval "$ev/hyp/dense-s$s.avg.de" "$h")
-      [ -e "$ev/hyp/switch4-s$s.avg.de" ] && ps=$(pval "$ev/hyp/switch4-s$s.avg.de" "$h")
-      echo "| $sys | $s | $pd | $ps |"
+    for p in "${pairs[@]}"; do
+      for s in "${seeds[@]}"; do
+        h=$ev/hyp/$sys-s$s.avg.$p.txt
+        [ -e "$h" ] || continue
+        pd=-; ps=-
+        [ -e "$ev/hyp/dense-s$s.avg.$p.txt" ] && pd=$(pval "$ev/hyp/dense-s$s.avg.$p.txt" "$h" "$p")
+        [ -e "$ev/hyp/switch4-s$s.avg.$p.txt" ] && ps=$(pval "$ev/hyp/switch4-s$s.avg.$p.txt" "$h" "$p")
+        echo "| $sys | $p | $s | $pd | $ps |"
+      done
     done
   done
 } > "$ev/table.md"
