@@ -3,8 +3,9 @@
 # 1 / 8 / 32 / 128 concurrent clients (one sentence per request) against `thor translate`
 # on the same sentences; batching off; a THOR model (--expert-select sentence) against the
 # dense one; RSS over REQUESTS requests (default 100,000; greedy decoding there) and after
-# MALFORMED malformed requests (default 10,000). Every answer is checked against thor
-# translate's output.
+# MALFORMED malformed requests (default 10,000; REQUESTS=0 skips this part). Every answer is
+# checked against thor translate's output. The throughput cases run ROUNDS times (default 3,
+# 1 client once) on a warm server; serve-summary.jsonl has each case's median round.
 #   bash bench/serve.sh DENSE.pt THOR.pt INPUT OUT_DIR
 # INPUT: one sentence per line (e.g. Multi30k test_2016_flickr in the models' source
 # language). Run it on an otherwise idle machine.
@@ -15,9 +16,13 @@ input=${3:?}
 out=${4:?}
 requests=${REQUESTS:-100000}
 malformed=${MALFORMED:-10000}
+rounds=${ROUNDS:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)
-cmake -S "$root" -B "$root/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTHOR_BUILD_BENCH=ON > /dev/null
-cmake --build "$root/build" --target thor thor_spm_shim serve_load > /dev/null
+# NO_BUILD=1: the binaries already in build/ as they are
+if [ "${NO_BUILD:-0}" != 1 ]; then
+  cmake -S "$root" -B "$root/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTHOR_BUILD_BENCH=ON > /dev/null
+  cmake --build "$root/build" --target thor thor_spm_shim serve_load > /dev/null
+fi
 thor=$root/build/thor
 load=$root/build/serve_load
 mkdir -p "$out"
@@ -65,7 +70,12 @@ cli dense "$dense"
 cli thor "$thor_model" --expert-select sentence
 
 start_server "$dense"
-for c in 1 8 32 128; do run_load "batching-c$c" dense --clients "$c"; done
+run_load "batching-c1" dense --clients 1
+for r in $(seq "$rounds"); do
+  for c in 8 32 128; do run_load "batching-c$c" dense --clients "$c"; done
+  # as LibreTranslate clients often send: a list of 8 texts per request
+  run_load "batching-c32-x8" dense --clients 32 --per-request 8
+done
 stop_server
 start_server "$dense" --no-batching
 run_load "no-batching-c32" dense --clients 32
@@ -73,8 +83,21 @@ stop_server
 start_server "$thor_model" --expert-select sentence
 # a THOR model's sentence-level draws come from the batch's generator: under dynamic batching
 # they are other valid draws than thor translate's, so only the throughput is compared
-run_load "thor-sentence-c32" - --clients 32
+for r in $(seq "$rounds"); do run_load "thor-sentence-c32" - --clients 32; done
 stop_server
+# each case's median round (by sentences/s)
+python3 - "$results" > "$out/serve-summary.jsonl" <<'PY'
+import collections, json, sys
+cases = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    cases[(r["case"], r.get("model"))].append(r)
+for rs in cases.values():
+    rs.sort(key=lambda r: r.get("sentences_per_s", 0))
+    print(json.dumps(dict(rs[len(rs) // 2], rounds=len(rs))))
+PY
+cat "$out/serve-summary.jsonl" >&2
+[ "$requests" -gt 0 ] || exit 0
 
 # memory over many requests (greedy, short outputs: the count is what matters), then
 # malformed traffic, on one server
