@@ -13,6 +13,7 @@
 
 #include "fixtures.h"
 #include "thor/common/error.h"
+#include "thor/report/chart.h"
 #include "thor/report/report.h"
 
 namespace fs = std::filesystem;
@@ -147,4 +148,36 @@ TEST(Report, ADamagedLogLineIsNamed) {
   } catch (const thor::Error& e) {
     EXPECT_EQ(std::string(e.what()), (dir / "run" / "train_log.jsonl").string() + ":2: not a JSON line");
   }
+}
+
+// A run without points in a chart (a dense run in the consistency chart, a Switch run whose
+// consistency is logged as 0) has no line and no legend entry; the others keep their colours.
+TEST(Report, RunsWithoutAChartsMetricAreLeftOutOfIt) {
+  using thor::report::Series;
+  const std::string svg = thor::report::line_chart(
+      {Series{"dense", {}}, Series{"thor", {{1, 0.3}, {2, 0.2}}}, Series{"switch", {}}, Series{"thor4", {{1, 0.5}, {2, 0.4}}}},
+      {"consistency", "updates", "loss"});
+  EXPECT_EQ(count(svg, "<polyline"), 2u);
+  EXPECT_EQ(count(svg, ">dense</text>"), 0u);
+  EXPECT_EQ(count(svg, ">switch</text>"), 0u);
+  EXPECT_EQ(count(svg, ">thor</text>"), 1u);
+  EXPECT_NE(svg.find("stroke=\"" + thor::report::series_color(3) + "\""), std::string::npos);  // thor4 keeps its colour
+
+  auto dir = thor::testing::temp_dir("report_consistency");
+  for (const char* run : {"thor", "switch"}) {
+    fs::create_directories(dir / run);
+    const std::string c = std::string(run) == "thor" ? "0.25" : "0";
+    thor::testing::write_file(dir / run / "train_log.jsonl",
+                              {"{\"update\": 1, \"loss\": 5, \"consistency\": " + c + "}",
+                               "{\"update\": 2, \"loss\": 4, \"consistency\": " + c + "}"});
+  }
+  const auto page = dir / "report.html";
+  thor::report::write_report({thor::report::read_run((dir / "thor").string()), thor::report::read_run((dir / "switch").string())},
+                             "html", page.string());
+  const std::string html = slurp(page);
+  const auto at = html.find("consistency loss (THOR)");
+  ASSERT_NE(at, std::string::npos);
+  const std::string chart = html.substr(at, html.find("</svg>", at) - at);
+  EXPECT_EQ(count(chart, "<polyline"), 1u);
+  EXPECT_EQ(count(chart, "data-name=\"switch\""), 0u);
 }

@@ -127,11 +127,13 @@ std::string line_chart(const std::vector<Series>& series, const ChartOptions& op
           svg += "<circle cx=\"" + px(sx(x)) + "\" cy=\"" + px(sy(y)) + "\" r=\"2.5\" fill=\"" + series_color(i) + "\"><title>" +
                  xml_escape(s.name) + ": " + num(x, 8) + ", " + num(y, 6) + "</title></circle>\n";
   }
-  if (series.size() > 1) {
+  if (series.size() > 1) {  // runs without points in this chart are left out (colours stay the runs')
     double ly = top + 6;
-    for (size_t i = 0; i < series.size(); ++i, ly += 14) {
+    for (size_t i = 0; i < series.size(); ++i) {
+      if (series[i].points.empty()) continue;
       svg += "<rect x=\"" + px(left + w - 150) + "\" y=\"" + px(ly) + "\" width=\"10\" height=\"10\" fill=\"" + series_color(i) + "\"/>";
       svg += "<text x=\"" + px(left + w - 136) + "\" y=\"" + px(ly + 9) + "\">" + xml_escape(series[i].name) + "</text>\n";
+      ly += 14;
     }
   }
   svg += "</svg>\n";

@@ -98,8 +98,11 @@ std::vector<Chart> charts_of(const std::vector<RunLog>& runs) {
   add("lr", series_of(runs, false, "update", 1, "lr"), {"learning rate", "updates", "lr"});
   add("tokens-per-second", series_of(runs, false, "update", 1, "tgt_tok_s"), {"training speed", "updates", "target tokens/s"});
   add("gnorm", series_of(runs, false, "update", 1, "gnorm"), {"gradient norm", "updates", "norm"});
-  add("consistency", series_of(runs, false, "update", 1, "consistency"),
-      {"consistency loss (THOR)", "updates", "per target token"});
+  // runs without a consistency term (Switch, random routing) log it as 0: left out
+  auto consistency = series_of(runs, false, "update", 1, "consistency");
+  for (auto& s : consistency)
+    if (std::all_of(s.points.begin(), s.points.end(), [](const auto& p) { return p.second == 0; })) s.points.clear();
+  add("consistency", consistency, {"consistency loss (THOR)", "updates", "per target token"});
   // the routers' own losses (balance, z-loss, ...): the mean over layers
   std::set<std::string> aux;
   for (const auto& r : runs)
