@@ -1,9 +1,13 @@
 // Shared test helpers: temporary directories and a generated toy parallel corpus
 // (a word-for-word "language" with reordering), so no test needs external data.
 #pragma once
+#include <sys/wait.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 #include <string>
@@ -44,6 +48,18 @@ inline std::filesystem::path temp_dir(const std::string& name) {
 inline void write_file(const std::filesystem::path& p, const std::vector<std::string>& lines) {
   std::ofstream out(p, std::ios::binary);
   for (auto& l : lines) out << l << '\n';
+}
+
+// A file's bytes, whole.
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// A shell command's exit status (-1 when it did not exit).
+inline int sh(const std::string& cmd) {
+  const int status = std::system(cmd.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 inline std::vector<std::string> read_file(const std::filesystem::path& p) {

@@ -16,18 +16,10 @@
 #include "thor/train/interop.h"
 
 namespace fs = std::filesystem;
+using thor::testing::sh;
+using thor::testing::slurp;
 
 namespace {
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-int sh(const std::string& cmd) {
-  int status = std::system(cmd.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 // A THOR checkpoint (2 experts) trained a few updates, in its own directory.
 fs::path thor_checkpoint() {

@@ -17,18 +17,10 @@
 #include "thor/report/report.h"
 
 namespace fs = std::filesystem;
+using thor::testing::sh;
+using thor::testing::slurp;
 
 namespace {
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-int sh(const std::string& cmd) {
-  int status = std::system(cmd.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 size_t count(const std::string& s, const std::string& what) {
   size_t n = 0;

@@ -22,19 +22,11 @@
 #include "process.h"
 
 namespace fs = std::filesystem;
+using thor::testing::sh;
+using thor::testing::slurp;
 using nlohmann::json;
 
 namespace {
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-int sh(const std::string& cmd) {
-  int status = std::system(cmd.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 // A tiny model trained once for every test here, its test sentences and `thor translate`'s
 // output for them (beam 2).

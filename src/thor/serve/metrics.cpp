@@ -86,20 +86,17 @@ std::string Metrics::text() const {
       out += "thor_requests_total{route=\"" + key.first + "\",code=\"" + std::to_string(key.second) + "\"} " +
              std::to_string(n) + "\n";
   }
-  header(out, "thor_sentences_translated_total", "counter", "Sentences decoded.");
-  out += "thor_sentences_translated_total " + std::to_string(sentences_.load()) + "\n";
-  header(out, "thor_source_tokens_total", "counter", "Source subword tokens decoded.");
-  out += "thor_source_tokens_total " + std::to_string(source_tokens_.load()) + "\n";
-  header(out, "thor_target_tokens_total", "counter", "Target subword tokens produced (end of sentence included).");
-  out += "thor_target_tokens_total " + std::to_string(target_tokens_.load()) + "\n";
-  header(out, "thor_batches_total", "counter", "Decoding batches run.");
-  out += "thor_batches_total " + std::to_string(batches_.load()) + "\n";
-  header(out, "thor_queue_sentences", "gauge", "Sentences waiting to be decoded.");
-  out += "thor_queue_sentences " + std::to_string(queue_.load()) + "\n";
-  header(out, "thor_inflight_requests", "gauge", "Translation requests being answered.");
-  out += "thor_inflight_requests " + std::to_string(inflight_.load()) + "\n";
-  header(out, "thor_ready", "gauge", "1 once the model is loaded and warmed up.");
-  out += std::string("thor_ready ") + (ready_.load() ? "1" : "0") + "\n";
+  auto scalar = [&out](const char* name, const char* type, const char* help, auto value) {
+    header(out, name, type, help);
+    out += std::string(name) + " " + std::to_string(value) + "\n";
+  };
+  scalar("thor_sentences_translated_total", "counter", "Sentences decoded.", sentences_.load());
+  scalar("thor_source_tokens_total", "counter", "Source subword tokens decoded.", source_tokens_.load());
+  scalar("thor_target_tokens_total", "counter", "Target subword tokens produced (end of sentence included).", target_tokens_.load());
+  scalar("thor_batches_total", "counter", "Decoding batches run.", batches_.load());
+  scalar("thor_queue_sentences", "gauge", "Sentences waiting to be decoded.", queue_.load());
+  scalar("thor_inflight_requests", "gauge", "Translation requests being answered.", inflight_.load());
+  scalar("thor_ready", "gauge", "1 once the model is loaded and warmed up.", int64_t{ready_.load() ? 1 : 0});
   header(out, "thor_request_duration_seconds", "histogram", "Time from a request's arrival to its answer.");
   request_seconds_.write(out, "thor_request_duration_seconds");
   header(out, "thor_batch_duration_seconds", "histogram", "Decoding time of one batch.");
