@@ -5,7 +5,8 @@
 # dense one; RSS over REQUESTS requests (default 100,000; greedy decoding there) and after
 # MALFORMED malformed requests (default 10,000; REQUESTS=0 skips this part). Every answer is
 # checked against thor translate's output. The throughput cases run ROUNDS times (default 3,
-# 1 client once) on a warm server; serve-summary.jsonl has each case's median round.
+# 1 client once) on a warm server, `thor translate` again in every round beside them;
+# serve-summary.jsonl has each case's median round.
 #   bash bench/serve.sh DENSE.pt THOR.pt INPUT OUT_DIR
 # INPUT: one sentence per line (e.g. Multi30k test_2016_flickr in the models' source
 # language). Run it on an otherwise idle machine.
@@ -72,6 +73,7 @@ cli thor "$thor_model" --expert-select sentence
 start_server "$dense"
 run_load "batching-c1" dense --clients 1
 for r in $(seq "$rounds"); do
+  [ "$r" = 1 ] || cli dense "$dense"  # the CLI again each round, beside the server (which idles meanwhile)
   for c in 8 32 128; do run_load "batching-c$c" dense --clients "$c"; done
   # as LibreTranslate clients often send: a list of 8 texts per request
   run_load "batching-c32-x8" dense --clients 32 --per-request 8
