@@ -485,3 +485,35 @@ TEST(BadInput, VocabularyMismatchAndTranslatesOddLines) {
   EXPECT_NE(t.err.find("1 input line(s) with invalid UTF-8 (the first: line 4)"), std::string::npos) << t.err;
   EXPECT_NE(t.err.find("source positions (the first: line 3): truncated"), std::string::npos) << t.err;
 }
+
+// A run killed after logging updates it had not saved yet is resumed from its checkpoint and
+// logs those updates again: their old lines are dropped, so every update is in the log once.
+TEST(Cli, ResumeDropsTheLogLinesOfUpdatesItRepeats) {
+  auto dir = thor::testing::temp_dir("cli_resume_log");
+  thor::testing::make_toy_corpus(dir / "train", 120, 61, "en", "de");
+  thor::testing::make_toy_corpus(dir / "valid", 6, 62, "en", "de");
+  ASSERT_EQ(run("prepare -s en -t de --trainpref " + (dir / "train").string() + " --validpref " + (dir / "valid").string() +
+                    " --destdir " + (dir / "data").string() + " --vocab-size 80",
+                dir)
+                .code,
+            0);
+  const std::string flags = " --encoder-embed-dim 16 --ffn-dim 32 --attention-heads 2 --encoder-layers 1 --decoder-layers 1"
+                            " --max-tokens 300 --log-interval 1 --validate-interval-updates 2 --save-interval-updates 2"
+                            " --no-eval-bleu --no-progress --resume --save-dir " + (dir / "ck").string();
+  auto a = run("train " + (dir / "data").string() + " --max-update 4" + flags, dir);
+  ASSERT_EQ(a.code, 0) << a.err;
+  {  // what a run killed at update 6, after its save at 4, leaves in the log
+    std::ofstream log(dir / "ck" / "train_log.jsonl", std::ios::app);
+    log << "{\"update\":5,\"loss\":999}\n{\"update\":6,\"loss\":999,\"valid_loss\":999}\n";
+  }
+  auto b = run("train " + (dir / "data").string() + " --max-update 6" + flags, dir);
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_NE(b.err.find("lines of updates after 4 dropped"), std::string::npos) << b.err;
+  std::vector<int64_t> trained;
+  for (const auto& line : thor::testing::read_file(dir / "ck" / "train_log.jsonl")) {
+    auto j = nlohmann::json::parse(line);
+    EXPECT_NE(j.value("loss", 0.0), 999.0) << line;
+    if (j.contains("loss") && !j.contains("valid_loss")) trained.push_back(j["update"].get<int64_t>());
+  }
+  EXPECT_EQ(trained, (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
+}

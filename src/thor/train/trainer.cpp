@@ -45,6 +45,34 @@ namespace fs = std::filesystem;
 
 namespace thor {
 
+namespace {
+
+// A run killed after its last save had logged updates past that checkpoint; resumed from
+// it, the run logs those updates again. Their old lines are dropped first (durably), so
+// every update appears once in train_log.jsonl and its curves stay functions of the update.
+void drop_log_lines_after(const std::string& path, int64_t update) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return;
+  std::string kept;
+  bool dropped = false;
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.is_object() && j.contains("update") && j["update"].is_number_integer() &&
+        j["update"].get<int64_t>() > update) {
+      dropped = true;
+      continue;
+    }
+    kept += line + "\n";
+  }
+  if (!dropped) return;
+  DurableFile out(path);
+  out.write(kept.data(), kept.size());
+  out.commit();
+  THOR_LOG("train") << path << ": lines of updates after " << update << " dropped (a run stopped before saving them)";
+}
+
+}  // namespace
+
 void to_json(nlohmann::json& j, const TrainOptions& o) {
   j = {{"data_dir", o.data_dir}, {"save_dir", o.save_dir}, {"max_tokens", o.max_tokens},
        {"max_sentences", o.max_sentences}, {"update_freq", o.update_freq}, {"workers", o.workers}, {"lr", o.lr},
@@ -257,6 +285,7 @@ class Trainer {
                         << comm_.size() * opt.update_freq << " batches per update, gradients summed in "
                         << reducer_->buckets() << " buckets";
     if (lead_) {
+      if (!resume_from.empty()) drop_log_lines_after((fs::path(opt.save_dir) / "train_log.jsonl").string(), pos_.num_updates);
       log_.open((fs::path(opt.save_dir) / "train_log.jsonl").string(), std::ios::app);
       if (!log_) throw Error(opt.save_dir + "/train_log.jsonl: cannot open for writing: " + std::strerror(errno));
     }
