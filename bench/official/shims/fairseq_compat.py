@@ -11,6 +11,7 @@ Three incompatibilities, each patched without changing what fairseq computes:
 """
 import dataclasses
 import inspect
+import os
 import runpy
 import sys
 
@@ -48,6 +49,23 @@ def _create_allowing_objects(obj=_no_object, parent=None, flags=None):
 
 
 OmegaConf.create = staticmethod(_create_allowing_objects)
+
+# THOR_FIXED_EXPERT=K (bench/official/import.sh): the official THOR layers' random expert
+# draws (torch.randint in transformer_thor_layer.py, at inference a mask over all experts)
+# return K, so its model decodes with one fixed expert; every other caller is untouched.
+if os.environ.get("THOR_FIXED_EXPERT") is not None:
+    import torch
+
+    _randint = torch.randint
+    _fixed = int(os.environ["THOR_FIXED_EXPERT"])
+
+    def _randint_fixed_in_thor_layers(*args, **kwargs):
+        if sys._getframe(1).f_code.co_filename.endswith("transformer_thor_layer.py"):
+            size = kwargs.get("size", args[2] if len(args) > 2 else None)
+            return torch.full(tuple(size), _fixed, dtype=torch.long, device=kwargs.get("device"))
+        return _randint(*args, **kwargs)
+
+    torch.randint = _randint_fixed_in_thor_layers
 
 module = sys.argv[1]
 sys.argv = [module] + sys.argv[2:]
