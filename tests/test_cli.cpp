@@ -35,6 +35,17 @@ Run run(const std::string& args, const fs::path& dir) {
   return r;
 }
 
+// dir/data: a toy corpus of 120 training and 6 validation pairs (seeds seed, seed + 1),
+// prepared with an 80-piece vocabulary; returns prepare's exit status.
+int prepare_small_toy(const fs::path& dir, unsigned seed) {
+  thor::testing::make_toy_corpus(dir / "train", 120, seed, "en", "de");
+  thor::testing::make_toy_corpus(dir / "valid", 6, seed + 1, "en", "de");
+  return run("prepare -s en -t de --trainpref " + (dir / "train").string() + " --validpref " + (dir / "valid").string() +
+                 " --destdir " + (dir / "data").string() + " --vocab-size 80",
+             dir)
+      .code;
+}
+
 TEST(Cli, PrepareTrainTranslateScore) {
   auto dir = thor::testing::temp_dir("cli_e2e");
   thor::testing::make_toy_corpus(dir / "train", 300, 21, "en", "de");
@@ -194,13 +205,7 @@ TEST(Cli, BadInputGivesOneClearErrorLine) {
 // clear line.
 TEST(Cli, ConfigFileReproducesARunFromItsDirectory) {
   auto dir = thor::testing::temp_dir("cli_config");
-  thor::testing::make_toy_corpus(dir / "train", 120, 81, "en", "de");
-  thor::testing::make_toy_corpus(dir / "valid", 6, 82, "en", "de");
-  ASSERT_EQ(run("prepare -s en -t de --trainpref " + (dir / "train").string() + " --validpref " + (dir / "valid").string() +
-                    " --destdir " + (dir / "data").string() + " --vocab-size 80",
-                dir)
-                .code,
-            0);
+  ASSERT_EQ(prepare_small_toy(dir, 81), 0);
   auto a = run("train " + (dir / "data").string() +
                    " --encoder-embed-dim 16 --ffn-dim 32 --encoder-layers 1 --decoder-layers 1 --attention-heads 2"
                    " --share-all-embeddings --dropout 0.2 --max-tokens 300 --max-update 5 --lr 2e-3 --no-eval-bleu"
@@ -490,13 +495,7 @@ TEST(BadInput, VocabularyMismatchAndTranslatesOddLines) {
 // logs those updates again: their old lines are dropped, so every update is in the log once.
 TEST(Cli, ResumeDropsTheLogLinesOfUpdatesItRepeats) {
   auto dir = thor::testing::temp_dir("cli_resume_log");
-  thor::testing::make_toy_corpus(dir / "train", 120, 61, "en", "de");
-  thor::testing::make_toy_corpus(dir / "valid", 6, 62, "en", "de");
-  ASSERT_EQ(run("prepare -s en -t de --trainpref " + (dir / "train").string() + " --validpref " + (dir / "valid").string() +
-                    " --destdir " + (dir / "data").string() + " --vocab-size 80",
-                dir)
-                .code,
-            0);
+  ASSERT_EQ(prepare_small_toy(dir, 61), 0);
   const std::string flags = " --encoder-embed-dim 16 --ffn-dim 32 --attention-heads 2 --encoder-layers 1 --decoder-layers 1"
                             " --max-tokens 300 --log-interval 1 --validate-interval-updates 2 --save-interval-updates 2"
                             " --no-eval-bleu --no-progress --resume --save-dir " + (dir / "ck").string();

@@ -76,12 +76,14 @@ generate() {  # NAME CKPT ARGS... (kept from an earlier run of this script when 
 # fairseq-generate's length limit (200 tokens whatever the source: fairseq applies
 # --max-len-a to the longest source of a batch, thor to each sentence's own)
 limits=(--max-len-a 0 --max-len-b 200)
-translate() {  # NAME MODEL ARGS...: --nbest 5 for the best hypothesis' score, then its text
+translate() {  # NAME MODEL ARGS...: one timed decode with --nbest 5 (the beam is 5 either way);
+  # the best hypothesis of each sentence (its first line) is the translation, its score compared
   local name=$1 model=$2; shift 2
   set -- "${limits[@]}" "$@"
-  timed "$dec/thor-$name" "$thor" translate --model "$model" --input "$prepared/test.raw.de" --beam 5 --batch-size 64 "$@"
-  "$thor" translate --model "$model" --input "$prepared/test.raw.de" --beam 5 --batch-size 64 --nbest 5 "$@" \
-    > "$dec/thor-$name.nbest" 2> /dev/null
+  timed "$dec/thor-$name" "$thor" translate --model "$model" --input "$prepared/test.raw.de" --beam 5 --batch-size 64 \
+    --nbest 5 "$@"
+  mv "$dec/thor-$name.out" "$dec/thor-$name.nbest"
+  awk -F' [|][|][|] ' 'NR == 1 || $1 != last { print $2; last = $1 }' "$dec/thor-$name.nbest" > "$dec/thor-$name.out"
 }
 generate dense "$dense_dir/checkpoint_last.pt"
 THOR_FIXED_EXPERT=0 generate thor-expert0 "$thor_dir/checkpoint_last.pt" "${official_task[@]}"

@@ -285,8 +285,9 @@ class Trainer {
                         << comm_.size() * opt.update_freq << " batches per update, gradients summed in "
                         << reducer_->buckets() << " buckets";
     if (lead_) {
-      if (!resume_from.empty()) drop_log_lines_after((fs::path(opt.save_dir) / "train_log.jsonl").string(), pos_.num_updates);
-      log_.open((fs::path(opt.save_dir) / "train_log.jsonl").string(), std::ios::app);
+      const auto log_path = (fs::path(opt.save_dir) / "train_log.jsonl").string();
+      if (!resume_from.empty()) drop_log_lines_after(log_path, pos_.num_updates);
+      log_.open(log_path, std::ios::app);
       if (!log_) throw Error(opt.save_dir + "/train_log.jsonl: cannot open for writing: " + std::strerror(errno));
     }
   }
