@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # thor serve under load on loopback (docs/SERVING.md): sentences/s and p50 / p99 latency at
 # 1 / 8 / 32 / 128 concurrent clients (one sentence per request) against `thor translate`
-# on the same sentences; batching off; a THOR model (--expert-select sentence) against the
+# on the same sentences; continuous batching (the default) and static batches
+# (--static-batching, a second server measured in the same rounds); batching off; a THOR model (--expert-select sentence) against the
 # dense one; RSS over REQUESTS requests (default 100,000; greedy decoding there) and after
 # MALFORMED malformed requests (default 10,000; REQUESTS=0 skips this part). Every answer is
 # checked against thor translate's output. The throughput cases run ROUNDS times (default 3,
@@ -57,6 +58,18 @@ start_server() {  # model extra... (the extra options replace --beam 5 when they
   exit 1
 }
 stop_server() { kill -TERM "$server_pid"; wait "$server_pid"; }
+# a second server beside the first (the one not loaded idles): start it, and swap which is
+# the current one (server_pid, port) with swap_server
+start_second() {
+  local first_pid=$server_pid first_port=$port
+  cp "$out/server.log" "$out/server1.log"
+  start_server "$@"
+  second_pid=$server_pid second_port=$port server_pid=$first_pid port=$first_port
+}
+swap_server() {
+  local p=$server_pid q=$port
+  server_pid=$second_pid port=$second_port second_pid=$p second_port=$q
+}
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$server_pid/status"; }
 
 run_load() {  # case model-name extra-load-args... (model "-": answers not checked)
@@ -71,13 +84,19 @@ cli dense "$dense"
 cli thor "$thor_model" --expert-select sentence
 
 start_server "$dense"
+start_second "$dense" --static-batching
 run_load "batching-c1" dense --clients 1
 for r in $(seq "$rounds"); do
-  [ "$r" = 1 ] || cli dense "$dense"  # the CLI again each round, beside the server (which idles meanwhile)
+  [ "$r" = 1 ] || cli dense "$dense"  # the CLI again each round, beside the servers (which idle meanwhile)
   for c in 8 32 128; do run_load "batching-c$c" dense --clients "$c"; done
   # as LibreTranslate clients often send: a list of 8 texts per request
   run_load "batching-c32-x8" dense --clients 32 --per-request 8
+  swap_server
+  for c in 8 32 128; do run_load "static-batching-c$c" dense --clients "$c"; done
+  swap_server
 done
+stop_server
+swap_server
 stop_server
 start_server "$dense" --no-batching
 run_load "no-batching-c32" dense --clients 32

@@ -1,10 +1,12 @@
 // Transformer: incremental decoding equals full recomputation; padding and causal masks;
 // batched beam search equals one sentence at a time; the FLOP count.
+#include <map>
 #include <set>
 
 #include <gtest/gtest.h>
 
 #include "fixtures.h"
+#include "thor/common/error.h"
 #include "thor/decode/translator.h"
 #include "thor/model/attention.h"
 #include "thor/model/flops.h"
@@ -172,6 +174,7 @@ struct UnpagedStepModel : thor::StepModel {
   torch::Tensor step(const torch::Tensor& last, int64_t t, thor::DecoderState& st) override {
     return inner.step(last, t, st);
   }
+  void admit(thor::DecoderState& st, const torch::Tensor& src, int64_t beam) override { inner.admit(st, src, beam); }
   thor::StepModel& inner;
 };
 
@@ -307,3 +310,72 @@ TEST(Model, FusedProjectionCacheFollowsParameterChanges) {
 }
 
 }  // namespace
+
+namespace {
+
+// Continuous batching: sentences join a BeamStream at different steps (one while the batch
+// is at step 0, others after beams widened, one into a batch of a single sentence) and each
+// must get exactly the hypotheses it gets alone; with a long stream the state forgets the
+// positions no row reads any more.
+void expect_stream_equals_alone(thor::StepModel& step_model, const thor::SearchOptions& o) {
+  std::vector<int64_t> lens = {6, 2, 9, 4, 3, 7, 5, 8, 1, 6, 4, 9};
+  auto src = padded_random_sources(lens);
+  // step at which each sentence joins
+  std::vector<int64_t> joins = {0, 0, 0, 3, 3, 4, 11, 15, 22, 30, 38, 47};
+  thor::BeamStream stream(step_model, o);
+  std::map<int64_t, std::vector<thor::Hypothesis>> got;
+  int64_t steps = 0, most_positions = 0;
+  size_t next = 0;
+  while (next < lens.size() || stream.active() > 0) {
+    std::vector<int64_t> ids;
+    while (next < lens.size() && joins[next] <= steps) ids.push_back(static_cast<int64_t>(next++));
+    if (!ids.empty()) {
+      int64_t longest = 0;
+      for (auto i : ids) longest = std::max(longest, lens[i]);
+      auto part = torch::zeros({static_cast<int64_t>(ids.size()), longest}, torch::kLong);
+      for (size_t k = 0; k < ids.size(); ++k) part[k].narrow(0, 0, lens[ids[k]]).copy_(src[ids[k]].narrow(0, 0, lens[ids[k]]));
+      stream.admit(part, ids);
+    }
+    if (stream.active() == 0) {
+      ++steps;
+      continue;
+    }
+    for (auto& [id, hyps] : stream.step()) got[id] = std::move(hyps);
+    most_positions = std::max(most_positions, stream.positions());
+    ++steps;
+  }
+  ASSERT_EQ(got.size(), lens.size());
+  for (size_t b = 0; b < lens.size(); ++b) {
+    auto alone = thor::beam_search(step_model, src[b].narrow(0, 0, lens[b]).unsqueeze(0), o);
+    ASSERT_EQ(got[b].size(), alone[0].size()) << "sentence " << b;
+    for (size_t h = 0; h < alone[0].size(); ++h) {
+      EXPECT_EQ(got[b][h].tokens, alone[0][h].tokens) << "sentence " << b << " hypothesis " << h;
+      EXPECT_NEAR(got[b][h].score, alone[0][h].score, 1e-4);
+    }
+  }
+  EXPECT_LT(most_positions, steps - 10) << "the state never forgot a position";
+}
+
+}  // namespace
+
+TEST(Model, StreamWithSentencesJoiningEqualsSentenceAlone) {
+  auto m = eval_model(6);
+  thor::TransformerStepModel step_model(m);
+  expect_stream_equals_alone(step_model, search_options(3, 2, 1.0, 8));
+  expect_stream_equals_alone(step_model, search_options(1, 1, 1.0, 8));  // greedy
+  UnpagedStepModel unpaged_model(step_model);
+  expect_stream_equals_alone(unpaged_model, search_options(3, 2, 1.0, 8));
+}
+
+TEST(Model, StreamWithAShortlistRefusesToAdmitMidway) {
+  auto m = eval_model(7);
+  thor::Shortlist list;
+  list.vocab_size = m->output_projection.size(0);
+  list.candidates.assign(static_cast<size_t>(list.vocab_size), std::vector<int32_t>{4, 5, 6});
+  thor::TransformerStepModel step_model(m, &list);
+  thor::BeamStream stream(step_model, search_options(2, 1, 1.0, 4));
+  auto src = padded_random_sources({3, 4});
+  stream.admit(src.narrow(0, 0, 1), {0});
+  stream.step();
+  EXPECT_THROW(stream.admit(src.narrow(0, 1, 1), {1}), thor::Error);
+}

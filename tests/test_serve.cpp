@@ -194,9 +194,15 @@ TEST(Serve, AnswersEqualThorTranslate) {
   EXPECT_NE(slurp(s.log).find("\"POST /translate\" 200 25 sentences"), std::string::npos) << slurp(s.log);
 }
 
-TEST(Serve, ConcurrentClientsGetTheirOwnAnswersInOrder) {
+namespace {
+
+// Continuous batching (the default: sentences join running batches between steps) and
+// static batches give every client exactly what `thor translate` gives.
+void concurrent_clients(const std::vector<std::string>& flags) {
   const auto& m = model();
-  Server s("serve_concurrent", {"--max-wait-ms", "20"});
+  std::vector<std::string> args = {"--max-wait-ms", "20"};
+  args.insert(args.end(), flags.begin(), flags.end());
+  Server s("serve_concurrent", args);
   const size_t n = m.lines.size() - 1;  // the non-blank lines
   std::atomic<int> answered{0}, wrong{0}, failed{0};
   std::vector<std::thread> clients;
@@ -224,11 +230,23 @@ TEST(Serve, ConcurrentClientsGetTheirOwnAnswersInOrder) {
   EXPECT_EQ(failed.load(), 0);
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_EQ(answered.load(), 32 * 6);
-  // concurrent requests were batched together: some batch held sentences of several requests
+  // concurrent requests were batched together: some batch (or step) held more sentences
+  // than any one request has (at most 3)
   const auto metrics = s.client().Get("/metrics")->body;
-  const auto at = metrics.find("\nthor_batches_total ");
-  ASSERT_NE(at, std::string::npos);
-  EXPECT_LT(std::stoll(metrics.substr(at + 20)), 32 * 6) << metrics;
+  auto count = [&](const std::string& le) {
+    const std::string key = "thor_batch_sentences_bucket{le=\"" + le + "\"} ";
+    const auto at = metrics.find(key);
+    EXPECT_NE(at, std::string::npos) << metrics;
+    return at == std::string::npos ? 0 : std::stoll(metrics.substr(at + key.size()));
+  };
+  EXPECT_LT(count("4"), count("+Inf")) << metrics;
+}
+
+}  // namespace
+
+TEST(Serve, ConcurrentClientsGetTheirOwnAnswersInOrder) {
+  concurrent_clients({});
+  concurrent_clients({"--static-batching"});
 }
 
 TEST(Serve, BadRequestsGetTheirStatusAndAJsonError) {

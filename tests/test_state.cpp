@@ -84,3 +84,57 @@ TEST(DecoderState, InPlaceReorderMatchesIndexSelectForRandomBeams) {
 }
 
 }  // namespace
+
+// Continuous batching: new sentences join a running state. Sentence entries of different
+// sizes are padded (a bool mask with true, anything else with zeros), each new sentence
+// gets `beam` rows starting at the state's position, and shifting forgets positions.
+TEST(DecoderState, AdmitPadsSentenceEntriesAndStartsRowsAtThePosition) {
+  thor::DecoderState st;
+  st.beam = 2;
+  st.paged = true;
+  st.sentences["mask"] = torch::tensor({false, false, true}).view({1, 3});
+  st.sentences["enc"] = torch::ones({1, 3, 2});
+  st.rows[thor::kHistory] = torch::arange(8, torch::kLong).view({2, 4});
+  st.filled = 3;
+  thor::DecoderState add;
+  add.paged = true;
+  add.sentences["mask"] = torch::zeros({2, 5}, torch::kBool);
+  add.sentences["enc"] = torch::full({2, 5, 2}, 2.0);
+  thor::admit_state(st, add, 2);
+  auto mask = st.sentences.at("mask");
+  ASSERT_EQ(mask.sizes(), (std::vector<int64_t>{3, 5}));
+  EXPECT_TRUE(torch::equal(mask[0], torch::tensor({false, false, true, true, true})));
+  EXPECT_FALSE(mask.narrow(0, 1, 2).any().item<bool>());
+  auto enc = st.sentences.at("enc");
+  ASSERT_EQ(enc.sizes(), (std::vector<int64_t>{3, 5, 2}));
+  EXPECT_EQ(enc[0].sum().item<float>(), 6.0f);  // 3 x 2 ones, then zeros
+  EXPECT_EQ(enc.narrow(0, 1, 2).sum().item<float>(), 40.0f);
+  EXPECT_TRUE(torch::equal(st.rows.at(thor::kStart), torch::tensor(std::vector<int64_t>{0, 0, 3, 3, 3, 3})));
+  ASSERT_EQ(st.rows.at(thor::kHistory).size(0), 6);
+  EXPECT_TRUE(torch::equal(st.rows.at(thor::kHistory).narrow(0, 0, 2), torch::arange(8, torch::kLong).view({2, 4})));
+
+  // a shortlisted state cannot take sentences; a wrong beam is refused
+  thor::DecoderState listed = st;
+  listed.vocab = torch::arange(4, torch::kLong);
+  EXPECT_THROW(thor::admit_state(listed, add, 2), c10::Error);
+  EXPECT_THROW(thor::admit_state(st, add, 3), c10::Error);
+
+  // no row starts before 0: nothing to forget before 1
+  EXPECT_THROW(thor::shift_state(st, 1), c10::Error);
+}
+
+TEST(DecoderState, ShiftMovesCachesAndHistoryDown) {
+  thor::DecoderState st;
+  st.paged = true;
+  st.filled = 5;
+  st.rows[thor::kStart] = torch::tensor(std::vector<int64_t>{3, 4});
+  st.rows[thor::kHistory] = torch::arange(16, torch::kLong).view({2, 8});
+  st.caches["k"] = torch::arange(2 * 8 * 3, torch::kFloat).view({2, 8, 1, 3});
+  auto before_cache = st.caches["k"].clone(), before_hist = st.rows[thor::kHistory].clone();
+  thor::shift_state(st, 3);
+  EXPECT_EQ(st.filled, 2);
+  EXPECT_TRUE(torch::equal(st.rows.at(thor::kStart), torch::tensor(std::vector<int64_t>{0, 1})));
+  EXPECT_TRUE(torch::equal(st.caches["k"].narrow(1, 0, 2), before_cache.narrow(1, 3, 2)));
+  EXPECT_TRUE(torch::equal(st.rows[thor::kHistory].narrow(1, 0, 2), before_hist.narrow(1, 3, 2)));
+  EXPECT_THROW(thor::shift_state(st, 1), c10::Error);  // row 0 starts at 0 now
+}

@@ -21,6 +21,11 @@ void add_serve(CLI::App& app, Common& common) {
       ->check(CLI::NonNegativeNumber);
   static bool no_batching = false;
   cmd->add_flag("--no-batching", no_batching, "decode every request alone (no batching across requests)");
+  static bool static_batching = false;
+  cmd->add_flag("--static-batching", static_batching,
+                "decode each batch whole before taking the next (default: continuous batching, sentences join a "
+                "running batch between decoding steps and are answered the step they finish; always static with "
+                "--shortlist)");
   cmd->add_option("--max-queue", o.batcher.max_queue, "sentences waiting to be decoded; beyond: 503")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -41,6 +46,7 @@ void add_serve(CLI::App& app, Common& common) {
   cmd->callback([&common] {
     apply_common(common);
     o.batcher.batching = !no_batching;
+    o.batcher.continuous = !static_batching;
     o.access_log = !no_access_log;
     serve::run_server(o);
   });

@@ -36,6 +36,18 @@ int target_lang_prefix(const nlohmann::json& meta, const Vocab& vocab, const std
   return id;
 }
 
+SearchOptions search_options_for(const ModelConfig& cfg, SearchOptions so) {
+  so.pad = cfg.pad_id, so.bos = cfg.bos_id, so.eos = cfg.eos_id;
+  // Keep outputs within the model's position table.
+  so.max_len_limit = cfg.max_positions - 1;
+  return so;
+}
+
+Translation to_translation(const Vocab& vocab, const Hypothesis& h) {
+  std::vector<int> toks(h.tokens.begin(), h.tokens.end());
+  return {vocab.decode(toks), h.score, static_cast<int64_t>(h.tokens.size())};
+}
+
 std::vector<Source> encode_sources(const Vocab& vocab, const std::vector<std::string>& lines, int source_prefix,
                                    int64_t max_positions, int64_t* invalid, int64_t* first_invalid,
                                    int64_t* truncated, int64_t* first_truncated) {
@@ -88,10 +100,7 @@ std::vector<std::vector<Translation>> translate_sources(Transformer& model, cons
   bool was_training = model->is_training();
   model->eval();
   const auto& cfg = model->config();
-  SearchOptions so = opt.search;
-  so.pad = cfg.pad_id, so.bos = cfg.bos_id, so.eos = cfg.eos_id;
-  // Keep outputs within the model's position table.
-  so.max_len_limit = cfg.max_positions - 1;
+  const SearchOptions so = search_options_for(cfg, opt.search);
 
   // a blank line translates to an empty line without being decoded
   std::vector<size_t> order;
@@ -127,10 +136,7 @@ std::vector<std::vector<Translation>> translate_sources(Transformer& model, cons
     auto hyps = beam_search(step_model, src, so);
     for (size_t j = start; j < end; ++j) {
       auto& dst = out[order[j]];
-      for (auto& h : hyps[j - start]) {
-        std::vector<int> toks(h.tokens.begin(), h.tokens.end());
-        dst.push_back({vocab.decode(toks), h.score, static_cast<int64_t>(h.tokens.size())});
-      }
+      for (auto& h : hyps[j - start]) dst.push_back(to_translation(vocab, h));
       if (dst.empty()) dst.push_back({"", 0.0, 0});
     }
   };

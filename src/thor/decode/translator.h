@@ -30,6 +30,11 @@ class TransformerStepModel : public StepModel {
   torch::Tensor step(const torch::Tensor& last, int64_t t, DecoderState& st) override {
     return torch::log_softmax(model_->step(last, t, st).to(torch::kFloat), -1);
   }
+  // A shortlist is chosen for the sentences of one batch: with one, no sentence can join.
+  void admit(DecoderState& st, const torch::Tensor& src, int64_t beam) override {
+    if (shortlist_) StepModel::admit(st, src, beam);
+    model_->admit(st, src, beam);
+  }
 
  private:
   Transformer model_;
@@ -84,6 +89,12 @@ struct Source {
 std::vector<Source> encode_sources(const Vocab& vocab, const std::vector<std::string>& lines, int source_prefix,
                                    int64_t max_positions, int64_t* invalid = nullptr, int64_t* first_invalid = nullptr,
                                    int64_t* truncated = nullptr, int64_t* first_truncated = nullptr);
+
+// The search options for a model: its pad / bos / eos ids, outputs within its positions.
+SearchOptions search_options_for(const ModelConfig& cfg, SearchOptions so);
+
+// A hypothesis as text (detokenised), its score and length.
+Translation to_translation(const Vocab& vocab, const Hypothesis& h);
 
 // Decodes encoded sources (opt.source_prefix is not used: it is in the ids): per source, its
 // nbest translations (best first); sources sorted by length into batches of opt.batch_size.

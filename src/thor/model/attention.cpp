@@ -99,8 +99,8 @@ torch::Tensor MultiheadAttentionImpl::attend_heads(const torch::Tensor& q, const
 
 torch::Tensor MultiheadAttentionImpl::attend_paged(const torch::Tensor& q, const torch::Tensor& k_buf,
                                                    const torch::Tensor& v_buf, const torch::Tensor& history,
-                                                   int64_t len) {
-  return linear(attention_paged(q, k_buf, v_buf, history, len), out_proj->weight, out_proj->bias);
+                                                   int64_t len, const torch::Tensor& first) {
+  return linear(attention_paged(q, k_buf, v_buf, history, len, first), out_proj->weight, out_proj->bias);
 }
 
 torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& query, const torch::Tensor& kv,

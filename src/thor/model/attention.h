@@ -37,8 +37,9 @@ class MultiheadAttentionImpl : public torch::nn::Module {
                              const torch::Tensor& key_padding_mask, bool causal);
   // One decoding step over a paged self-attention history (see DecoderState): q [N, H, 1, Dh]
   // against the cache buffers, then the output projection. No autograd, CPU float32.
+  // first (optional, int64 [N]): each row's first position (see attention_paged).
   torch::Tensor attend_paged(const torch::Tensor& q, const torch::Tensor& k_buf, const torch::Tensor& v_buf,
-                             const torch::Tensor& history, int64_t len);
+                             const torch::Tensor& history, int64_t len, const torch::Tensor& first = {});
 
   int64_t heads() const { return heads_; }
 

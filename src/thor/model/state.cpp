@@ -112,4 +112,76 @@ void reorder_state(DecoderState& st, const torch::Tensor& index, int64_t beam) {
   st.beam = beam;
 }
 
+namespace {
+
+// t padded at the end of every dimension but the first to `sizes` with `value`.
+torch::Tensor pad_to(const torch::Tensor& t, const std::vector<int64_t>& sizes, double value) {
+  if (t.sizes().vec() == sizes) return t;
+  auto out = torch::full(sizes, value, t.options());
+  auto view = out;
+  for (int64_t d = 1; d < t.dim(); ++d) view = view.narrow(d, 0, t.size(d));
+  view.copy_(t);
+  return out;
+}
+
+}  // namespace
+
+void admit_state(DecoderState& st, DecoderState add, int64_t beam) {
+  RECORD_FUNCTION("thor::admit_state", std::vector<c10::IValue>());
+  TORCH_CHECK(!st.vocab.defined() && !add.vocab.defined() && st.batch.empty() && add.batch.empty(),
+              "admit_state: a batch with a restricted output vocabulary (a shortlist) cannot take new sentences");
+  TORCH_CHECK(st.paged == add.paged, "admit_state: a paged and an unpaged state");
+  TORCH_CHECK(beam == st.beam, "admit_state: the state has ", st.beam, " rows per sentence, not ", beam);
+  TORCH_CHECK(add.rows.empty() && add.caches.empty() && add.filled == 0, "admit_state: new sentences must be fresh");
+  TORCH_CHECK(!st.sentences.empty() && st.sentences.size() == add.sentences.size(),
+              "admit_state: the states hold different sentence entries");
+  const int64_t old_rows = st.sentences.begin()->second.size(0) * st.beam;
+  const int64_t new_rows = add.sentences.begin()->second.size(0) * beam;
+  for (auto& [name, t] : st.sentences) {
+    auto it = add.sentences.find(name);
+    TORCH_CHECK(it != add.sentences.end() && it->second.dim() == t.dim(), "admit_state: sentence entry ", name,
+                " differs");
+    const auto& u = it->second;
+    auto sizes = t.sizes().vec();
+    for (int64_t d = 1; d < t.dim(); ++d) sizes[d] = std::max(t.size(d), u.size(d));
+    const double fill = t.scalar_type() == torch::kBool ? 1.0 : 0.0;
+    auto sizes_u = sizes;
+    sizes_u[0] = u.size(0);
+    t = torch::cat({pad_to(t, sizes, fill), pad_to(u.to(t.device()), sizes_u, fill)}, 0);
+  }
+  for (auto& [name, r] : st.rows) {
+    if (name == kStart) continue;
+    TORCH_CHECK(name == kHistory, "admit_state: cannot extend row entry ", name);
+    // a row's history before its start is never read
+    auto sizes = r.sizes().vec();
+    sizes[0] = new_rows;
+    r = torch::cat({r, torch::zeros(sizes, r.options())}, 0);
+  }
+  auto& start = st.rows[kStart];
+  if (!start.defined()) start = torch::zeros({old_rows}, torch::kLong);
+  start = torch::cat({start, torch::full({new_rows}, st.filled, torch::kLong)}, 0);
+  if (!st.paged)  // row-aligned caches: the new rows' positions before their start stay masked
+    for (auto& [name, c] : st.caches) {
+      auto sizes = c.sizes().vec();
+      sizes[0] = new_rows;
+      c = torch::cat({c, torch::zeros(sizes, c.options())}, 0);
+    }
+}
+
+void shift_state(DecoderState& st, int64_t m) {
+  if (m <= 0) return;
+  auto it = st.rows.find(kStart);
+  TORCH_CHECK(it != st.rows.end() && m <= st.filled && it->second.min().item<int64_t>() >= m,
+              "shift_state: a row starts before position ", m);
+  it->second = it->second - m;
+  const int64_t keep = st.filled - m;
+  auto shift = [&](torch::Tensor& buf) {  // [rows, capacity, ...]: positions [m, filled) -> [0, keep)
+    if (buf.defined() && keep > 0) buf.narrow(1, 0, keep).copy_(buf.narrow(1, m, keep).clone());
+  };
+  for (auto& kv : st.caches) shift(kv.second);
+  if (st.paged)
+    if (auto h = st.rows.find(kHistory); h != st.rows.end()) shift(h->second);
+  st.filled = keep;
+}
+
 }  // namespace thor

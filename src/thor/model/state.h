@@ -28,9 +28,15 @@ struct DecoderState {
   // row entry rows[kHistory] [rows, capacity] (int64) names, for each current row and
   // position, the cache row that holds it, and is reordered like any row entry.
   bool paged = false;
+  // Set by the model for one step when rows started at different positions and the caches
+  // are not paged: [rows, filled + 1] bool, true at the positions before a row's first.
+  torch::Tensor step_mask;
 };
 
 inline constexpr const char* kHistory = "history";
+// Row entry present once sentences joined a running batch (admit_state): int64 [rows], the
+// position of each row's first step; a row attends to, and numbers its positions from, there.
+inline constexpr const char* kStart = "start";
 
 // Writes x [rows, heads, 1, head_dim] at position st.filled of cache `name` (allocating it,
 // or growing it when st.capacity was too small) and returns the filled view
@@ -49,5 +55,18 @@ const torch::Tensor& history_step(DecoderState& st, int64_t rows);
 // Keeps rows `index` (int64 [N']) in that order, N' = sentences' * beam: rows
 // [i * beam, (i + 1) * beam) must all come from one old sentence, which becomes sentence i.
 void reorder_state(DecoderState& st, const torch::Tensor& index, int64_t beam);
+
+// Continuous batching: sentences join a running batch between two steps. `add` is the
+// state of the new sentences (model.start: sentence entries only, nothing decoded); each
+// gets `beam` rows (the state's beam), appended after the existing ones, that start at
+// position st.filled (the kStart row entry). Sentence entries of different sizes (the
+// encoder states of longer sources) are padded: bool entries with true (a padding mask),
+// others with zeros. Refused for a state with a restricted output vocabulary (a shortlist
+// is chosen for the batch it was built for) or row entries it cannot extend.
+void admit_state(DecoderState& st, DecoderState add, int64_t beam);
+
+// Forgets the first m positions (no row may start before m): the caches and the history
+// move down by m, so a batch that sentences keep joining does not grow without end.
+void shift_state(DecoderState& st, int64_t m);
 
 }  // namespace thor

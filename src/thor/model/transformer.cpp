@@ -88,11 +88,13 @@ torch::Tensor DecoderLayerImpl::step(const torch::Tensor& x_in, DecoderState& st
   auto [q, k, v] = self_attn->project_qkv(h);  // [N, H, 1, Dh]
   if (st.paged) {
     auto k_buf = cache_write(st, "self_k." + id, k), v_buf = cache_write(st, "self_v." + id, v);
-    x = residual(x, self_attn->attend_paged(q, k_buf, v_buf, st.rows.at(kHistory), st.filled + 1),
+    auto start = st.rows.find(kStart);
+    x = residual(x, self_attn->attend_paged(q, k_buf, v_buf, st.rows.at(kHistory), st.filled + 1,
+                                            start != st.rows.end() ? start->second : torch::Tensor()),
                  self_attn_layer_norm);
   } else {
     auto self_k = cache_append(st, "self_k." + id, k), self_v = cache_append(st, "self_v." + id, v);
-    x = residual(x, self_attn->attend_heads(q, self_k, self_v, torch::Tensor(), false), self_attn_layer_norm);
+    x = residual(x, self_attn->attend_heads(q, self_k, self_v, st.step_mask, false), self_attn_layer_norm);
   }
   h = pre_norm_ ? encoder_attn_layer_norm(x) : x;
   // The beams of a sentence attend to its one copy of the encoder output as `beam` query
@@ -247,7 +249,22 @@ DecoderState TransformerImpl::init_state(const torch::Tensor& src) {
 
 torch::Tensor TransformerImpl::step(const torch::Tensor& last, int64_t step, DecoderState& st) {
   TORCH_CHECK(step == st.filled, "step ", step, " on a state that holds ", st.filled, " positions");
-  auto x = embed(decoder_embed, last.view({-1, 1}), step);  // [N, 1, C], N = sentences * beam
+  torch::Tensor x;  // [N, 1, C], N = sentences * beam
+  if (auto start = st.rows.find(kStart); start != st.rows.end()) {
+    // rows that joined a running batch: each at its own position
+    auto local = (step - start->second).to(positions_.device());
+    TORCH_CHECK(local.max().item<int64_t>() < cfg_.max_positions, "sequence longer than max_positions (",
+                cfg_.max_positions, ")");
+    x = decoder_embed(last.view({-1, 1})) * std::sqrt(static_cast<double>(cfg_.d_model)) +
+        positions_.index_select(0, local + 1).unsqueeze(1);
+    x = thor::dropout(x, cfg_.dropout, is_training());
+    if (!st.paged)
+      st.step_mask = torch::arange(step + 1, start->second.options()).unsqueeze(0).lt(start->second.unsqueeze(1))
+                         .to(x.device());
+  } else {
+    x = embed(decoder_embed, last.view({-1, 1}), step);
+    st.step_mask = torch::Tensor();
+  }
   const auto& mask = st.sentences.at("src_pad_mask");
   auto tokens = last.view({-1, 1});
   if (st.paged) history_step(st, x.size(0));
@@ -265,6 +282,12 @@ torch::Tensor TransformerImpl::step(const torch::Tensor& last, int64_t step, Dec
   // [N, V], or [N, V'] over the batch's shortlist rows of the output projection
   auto it = st.batch.find("output_weight");
   return linear(x.squeeze(1), it != st.batch.end() ? it->second : output_projection, torch::Tensor());
+}
+
+void TransformerImpl::admit(DecoderState& st, const torch::Tensor& src, int64_t beam) {
+  auto add = init_state(src);
+  add.paged = st.paged;  // the running batch's cache layout (nothing is cached yet)
+  admit_state(st, std::move(add), beam);
 }
 
 void TransformerImpl::restrict_output(DecoderState& st, const torch::Tensor& vocab) {

@@ -73,7 +73,11 @@ class TransformerImpl : public torch::nn::Module {
   // projected once; self-attention keys/values are cached per layer.
   // Sentence-level expert draws come from runtime::thread_generator() (default: the global one).
   DecoderState init_state(const torch::Tensor& src);
-  // last [N] tokens at position `step` -> logits [N, V], or [N, V'] over state.vocab
+  // Continuous batching: the sentences src [n, S] join `state` (encoded here, `beam` rows
+  // each) and take their first step at the state's next position (admit_state).
+  void admit(DecoderState& state, const torch::Tensor& src, int64_t beam);
+  // last [N] tokens at position `step` -> logits [N, V], or [N, V'] over state.vocab.
+  // Rows that joined later (state.rows[kStart]) count their positions from their start.
   torch::Tensor step(const torch::Tensor& last, int64_t step, DecoderState& state);
   // Scores only the token ids `vocab` (sorted, int64 [V']) in this state's steps: their
   // rows of the output projection are gathered once per batch.

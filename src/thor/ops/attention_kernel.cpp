@@ -39,6 +39,7 @@ struct Problem {
   bool causal;
   const int64_t* history = nullptr;  // paged: [B, hs], the k/v row holding key j of row b
   int64_t hs = 0;
+  const int64_t* first = nullptr;  // paged: [B], the first key of row b (earlier ones are not its own)
 };
 
 // (sentence, head) pairs [bh0, bh1): the whole loop is compiled per instruction set, with
@@ -54,10 +55,11 @@ THOR_VECTOR_CLONES void attend_range(const Problem& a, int64_t bh0, int64_t bh1)
     const bool* mb = a.mask ? a.mask + b * S : nullptr;
     for (int64_t i = 0; i < T; ++i) {
       const float* qi = a.q + b * a.qs0 + h * a.qs1 + i * a.qs2;
-      const int64_t last = a.causal ? std::min(S, i + S - T + 1) : S;  // keys [0, last)
+      const int64_t last = a.causal ? std::min(S, i + S - T + 1) : S;  // keys [j0, last)
+      const int64_t j0 = a.first ? a.first[b] : 0;
       float mx = ninf;
       const int64_t* hist = a.history ? a.history + b * a.hs : nullptr;
-      for (int64_t j = 0; j < last; ++j) {
+      for (int64_t j = j0; j < last; ++j) {
         const float* kj = hist ? a.k + hist[j] * a.ks0 + h * a.ks1 + j * a.ks2 : kb + j * a.ks2;
         const float s = (mb && mb[j]) ? ninf : dot(qi, kj, Dh);
         p[static_cast<size_t>(j)] = s;
@@ -67,13 +69,13 @@ THOR_VECTOR_CLONES void attend_range(const Problem& a, int64_t bh0, int64_t bh1)
       for (int64_t d = 0; d < Dh; ++d) oi[d] = 0.0f;
       if (mx == ninf) continue;  // every key masked
       float sum = 0.0f;
-      for (int64_t j = 0; j < last; ++j) {
+      for (int64_t j = j0; j < last; ++j) {
         const float e = std::exp(p[static_cast<size_t>(j)] - mx);
         p[static_cast<size_t>(j)] = e;
         sum += e;
       }
       const float inv = 1.0f / sum;
-      for (int64_t j = 0; j < last; ++j) {
+      for (int64_t j = j0; j < last; ++j) {
         if (p[static_cast<size_t>(j)] == 0.0f) continue;
         const float* vj = hist ? a.v + hist[j] * a.vs0 + h * a.vs1 + j * a.vs2 : vb + j * a.vs2;
         axpy(p[static_cast<size_t>(j)] * inv, vj, oi, Dh);
@@ -115,7 +117,7 @@ torch::Tensor attention_inference(const torch::Tensor& q_in, const torch::Tensor
 }
 
 torch::Tensor attention_paged(const torch::Tensor& q_in, const torch::Tensor& k_buf, const torch::Tensor& v_buf,
-                              const torch::Tensor& history, int64_t len) {
+                              const torch::Tensor& history, int64_t len, const torch::Tensor& first) {
   RECORD_FUNCTION("thor::attention_paged", std::vector<c10::IValue>());
   TORCH_CHECK(q_in.device().is_cpu() && q_in.scalar_type() == torch::kFloat && q_in.dim() == 4 && q_in.size(2) == 1,
               "attention_paged: expected float32 CPU q [N, H, 1, Dh]");
@@ -128,11 +130,17 @@ torch::Tensor attention_paged(const torch::Tensor& q_in, const torch::Tensor& k_
   TORCH_CHECK(history.size(0) == N && history.size(1) >= len && k_buf.size(1) >= len && k_buf.size(2) == H &&
                   k_buf.size(3) == Dh,
               "attention_paged: shapes do not match");
+  TORCH_CHECK(!first.defined() || (first.scalar_type() == torch::kLong && first.is_contiguous() && first.dim() == 1 &&
+                                   first.size(0) == N),
+              "attention_paged: first int64 [N], contiguous");
+  if (first.defined())
+    for (const int64_t* f = first.data_ptr<int64_t>(); f != first.data_ptr<int64_t>() + N; ++f)
+      TORCH_CHECK(*f >= 0 && *f < len, "attention_paged: a row's first key outside [0, len)");
   auto out = torch::empty({N, 1, H, Dh}, q.options());
   Problem pr{q.data_ptr<float>(), k_buf.data_ptr<float>(), v_buf.data_ptr<float>(), nullptr, out.data_ptr<float>(),
              H, 1, Dh, len, q.stride(0), q.stride(1), q.stride(2),
              k_buf.stride(0), k_buf.stride(2), k_buf.stride(1), v_buf.stride(0), v_buf.stride(2), v_buf.stride(1),
-             false, history.data_ptr<int64_t>(), history.size(1)};
+             false, history.data_ptr<int64_t>(), history.size(1), first.defined() ? first.data_ptr<int64_t>() : nullptr};
   at::parallel_for(0, N * H, 4, [&](int64_t bh0, int64_t bh1) { attend_range(pr, bh0, bh1); });
   return out.view({N, 1, H * Dh});
 }

@@ -18,8 +18,10 @@ torch::Tensor attention_inference(const torch::Tensor& q, const torch::Tensor& k
 // One decoding step over a paged history: q [N, H, 1, Dh]; k_buf, v_buf [rows, capacity,
 // H, Dh] where position j of row i's history is in row history[i, j] (int64 [N, >= len]).
 // A beam reorder then permutes `history` only, never the cached keys and values.
+// first (int64 [N], optional): row i attends to positions [first[i], len) only, the
+// positions it has decoded itself when sentences join a running batch at different steps.
 // Returns [N, 1, H * Dh].
 torch::Tensor attention_paged(const torch::Tensor& q, const torch::Tensor& k_buf, const torch::Tensor& v_buf,
-                              const torch::Tensor& history, int64_t len);
+                              const torch::Tensor& history, int64_t len, const torch::Tensor& first = {});
 
 }  // namespace thor

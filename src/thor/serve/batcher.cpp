@@ -1,11 +1,16 @@
 // See batcher.h.
 #include "thor/serve/batcher.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <map>
+#include <optional>
 
 #include "thor/common/log.h"
+#include "thor/common/runtime.h"
+#include "thor/data/dataset.h"
 
 namespace thor::serve {
 
@@ -34,13 +39,18 @@ Batcher::Batcher(Transformer model, const Vocab& vocab, TranslateOptions decode,
   decode_.workers = 1;  // parallelism comes from the batcher's own workers
   decode_.batch_size = 1 << 30;  // one take() is one batch
   const int threads = at::get_num_threads();
-  const int64_t workers = std::max<int64_t>(1, opt_.workers);
+  const int64_t workers = opt_.workers = std::max<int64_t>(1, opt_.workers);
   const int per_worker = std::max(1, threads / static_cast<int>(workers));
+  model_->eval();
+  if (opt_.continuous && decode_.shortlist) opt_.continuous = false;  // a shortlist is chosen per batch
   for (int64_t w = 0; w < workers; ++w)
-    workers_.emplace_back([this, per_worker] {
+    workers_.emplace_back([this, per_worker, w] {
       at::set_num_threads(per_worker);
       torch::NoGradGuard ng;
-      work();
+      if (opt_.batching && opt_.continuous)
+        work_continuous(w);
+      else
+        work();
     });
 }
 
@@ -182,18 +192,128 @@ void Batcher::decode(std::vector<Item>& items) {
     THOR_WARN("serve") << "decoding a batch of " << items.size() << " sentences failed: " << error;
   }
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  // counted before anyone is answered: a client that asks /metrics next sees its sentences
+  std::vector<Translation> best(items.size());
   int64_t target_tokens = 0;
-  for (size_t k = 0; k < items.size(); ++k) {
-    auto& job = *items[k].job;
-    Translation t;
-    if (error.empty() && !out[k].empty()) t = out[k].front();
-    target_tokens += t.length;
-    std::lock_guard<std::mutex> lock(job.mu_);
-    job.out_[items[k].index] = std::move(t);
-    if (!error.empty()) job.error_ = error;
-    if (--job.remaining_ == 0) job.done_.notify_all();
-  }
+  for (size_t k = 0; k < items.size(); ++k)
+    if (error.empty() && !out[k].empty()) target_tokens += (best[k] = std::move(out[k].front())).length;
   metrics_.batch(static_cast<int64_t>(items.size()), source_tokens, target_tokens, secs);
+  for (size_t k = 0; k < items.size(); ++k) finish(items[k], std::move(best[k]), error);
+}
+
+void Batcher::finish(Item& item, Translation t, const std::string& error) {
+  auto& job = *item.job;
+  std::lock_guard<std::mutex> lock(job.mu_);
+  job.out_[item.index] = std::move(t);
+  if (!error.empty()) job.error_ = error;
+  if (--job.remaining_ == 0) job.done_.notify_all();
+}
+
+std::vector<Batcher::Item> Batcher::join(int64_t active, size_t longest) {
+  // a fair share of every sentence in the server, waiting or being decoded, per worker
+  const int64_t workers = opt_.workers;
+  const int64_t share = (static_cast<int64_t>(queue_.size()) + decoding_ + workers - 1) / workers;
+  std::vector<Item> out;
+  while (!queue_.empty() && active + static_cast<int64_t>(out.size()) < share) {
+    auto& it = queue_.front();
+    if (it.job->cancelled()) {
+      queue_.pop_front();
+      continue;
+    }
+    const size_t len = std::max(longest, it.job->sources_[it.index].ids.size());
+    if (static_cast<int64_t>((static_cast<size_t>(active) + out.size() + 1) * (len + 1)) > opt_.max_batch_tokens) break;
+    longest = len;
+    out.push_back(std::move(it));
+    queue_.pop_front();
+  }
+  metrics_.set_queue(static_cast<int64_t>(queue_.size()));
+  return out;
+}
+
+void Batcher::work_continuous(int64_t worker) {
+  // sentence-level expert draws from this worker's own generator
+  runtime::GeneratorScope rng(at::detail::createCPUGenerator(decode_.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(worker)));
+  const auto& cfg = model_->config();
+  TransformerStepModel step_model(model_);
+  const SearchOptions so = search_options_for(cfg, decode_.search);
+  std::optional<BeamStream> stream;
+  stream.emplace(step_model, so);
+  std::map<int64_t, Item> flight;  // the sentences of the running batch, by stream id
+  int64_t next_id = 0;
+  size_t longest = 0;  // the longest source in flight
+  auto fail_all = [&](const std::string& error) {
+    THOR_WARN("serve") << "decoding a batch of " << flight.size() << " sentences failed: " << error;
+    for (auto& kv : flight) finish(kv.second, Translation(), error);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      decoding_ -= static_cast<int64_t>(flight.size());
+    }
+    flight.clear();
+    stream.emplace(step_model, so);
+  };
+  while (true) {
+    std::vector<Item> add;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (flight.empty()) {
+        add = take(lock);  // waits for sentences (and max_wait_ms for a batch to fill)
+        if (add.empty()) {
+          if (stopping_ && queue_.empty()) return;
+          continue;
+        }
+        longest = 0;
+      } else {
+        add = join(static_cast<int64_t>(flight.size()), longest);
+      }
+      decoding_ += static_cast<int64_t>(add.size());
+    }
+    int64_t source_tokens = 0;
+    if (!add.empty()) {
+      cv_.notify_all();  // another worker may take what is left
+      if (opt_.fault_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(opt_.fault_delay_ms));
+      std::vector<std::vector<int>> srcs;
+      std::vector<int64_t> ids;
+      for (auto& it : add) {
+        srcs.push_back(it.job->sources_[it.index].ids);
+        source_tokens += static_cast<int64_t>(srcs.back().size()) + 1;
+        longest = std::max(longest, srcs.back().size());
+        ids.push_back(next_id);
+        flight.emplace(next_id++, std::move(it));
+      }
+      try {
+        stream->admit(pad_sources(srcs, cfg.pad_id, cfg.eos_id).to(device_), ids);
+      } catch (const std::exception& e) {
+        fail_all(e.what());
+        continue;
+      }
+    }
+    const auto active = static_cast<int64_t>(flight.size());
+    const auto t0 = Clock::now();
+    std::vector<std::pair<int64_t, std::vector<Hypothesis>>> done;
+    try {
+      done = stream->step();
+    } catch (const std::exception& e) {
+      fail_all(e.what());
+      continue;
+    }
+    metrics_.step(active, std::chrono::duration<double>(Clock::now() - t0).count());
+    // counted before anyone is answered: a client that asks /metrics next sees its sentences
+    std::vector<Translation> best;
+    int64_t target_tokens = 0;
+    for (auto& [id, hyps] : done) {
+      best.push_back(hyps.empty() ? Translation() : to_translation(vocab_, hyps.front()));
+      target_tokens += best.back().length;
+    }
+    metrics_.translated(static_cast<int64_t>(done.size()), source_tokens, target_tokens);
+    if (!done.empty()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      decoding_ -= static_cast<int64_t>(done.size());
+    }
+    for (size_t k = 0; k < done.size(); ++k) {
+      auto node = flight.extract(done[k].first);
+      finish(node.mapped(), std::move(best[k]), "");
+    }
+  }
 }
 
 }  // namespace thor::serve

@@ -3,8 +3,14 @@
 // max_batch_tokens padded source tokens (and a fair share of the queue when other workers
 // are idle), waiting at most max_wait_ms after the oldest one arrived for a batch to fill
 // (the scheme of TF Serving's and Triton's dynamic batchers).
-// Each request gets its translations in its own order. Decoding goes through
-// translate_sources (decode/translator.h), the same code as `thor translate`.
+// Continuous batching (the default): a worker's batch is never closed. Between two decoding
+// steps queued sentences join it (up to the worker's fair share of all the sentences in
+// the server and max_batch_tokens), and a sentence is answered the step it finishes, so a
+// batch does not run on half empty while its longest sentence ends and the clients whose
+// sentences are done wait (Orca's iteration-level scheduling). BeamStream
+// (decode/search.h) gives every sentence what `thor translate` gives it.
+// Static batching: a batch is taken, decoded whole through translate_sources (the same code
+// as `thor translate`), then the next. Each request gets its translations in its own order.
 #pragma once
 #include <chrono>
 #include <condition_variable>
@@ -28,6 +34,9 @@ struct BatcherOptions {
   int64_t workers = 1;              // decoding threads (each threads/workers intra-op threads)
   // false: every request is decoded alone, as soon as a worker is free (for comparison)
   bool batching = true;
+  // with batching: sentences join running batches (false: static batches, for comparison
+  // and with a shortlist, which is chosen for one batch's sentences)
+  bool continuous = true;
   // Test hook (THOR_SERVE_FAULT_DELAY_MS): each worker sleeps this long before decoding a
   // batch, so tests can hold requests in flight deterministically.
   int64_t fault_delay_ms = 0;
@@ -82,9 +91,15 @@ class Batcher {
     size_t index;
     std::chrono::steady_clock::time_point arrived;
   };
-  void work();
+  void work();  // static batches (or none)
+  void work_continuous(int64_t worker);
   std::vector<Item> take(std::unique_lock<std::mutex>& lock);
+  // Continuous batching, called locked by a worker decoding `active` sentences (the longest
+  // source `longest` tokens): the queued sentences that join its batch now.
+  std::vector<Item> join(int64_t active, size_t longest);
   void decode(std::vector<Item>& items);
+  // Gives a sentence its translation (or the error).
+  static void finish(Item& item, Translation t, const std::string& error);
 
   Transformer model_;
   const Vocab& vocab_;
@@ -97,6 +112,7 @@ class Batcher {
   std::deque<Item> queue_;
   bool stopping_ = false;
   int64_t idle_ = 0;  // workers waiting in take()
+  int64_t decoding_ = 0;  // sentences in the workers' running batches (continuous batching)
   std::vector<std::thread> workers_;
 };
 

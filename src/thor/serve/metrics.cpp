@@ -69,9 +69,17 @@ uint64_t Metrics::requests(const std::string& route, int status) const {
 }
 
 void Metrics::batch(int64_t sentences, int64_t source_tokens, int64_t target_tokens, double seconds) {
+  translated(sentences, source_tokens, target_tokens);
+  step(sentences, seconds);
+}
+
+void Metrics::translated(int64_t sentences, int64_t source_tokens, int64_t target_tokens) {
   sentences_ += static_cast<uint64_t>(sentences);
   source_tokens_ += static_cast<uint64_t>(source_tokens);
   target_tokens_ += static_cast<uint64_t>(target_tokens);
+}
+
+void Metrics::step(int64_t sentences, double seconds) {
   ++batches_;
   batch_seconds_.observe(seconds);
   batch_sentences_.observe(static_cast<double>(sentences));
@@ -93,15 +101,15 @@ std::string Metrics::text() const {
   scalar("thor_sentences_translated_total", "counter", "Sentences decoded.", sentences_.load());
   scalar("thor_source_tokens_total", "counter", "Source subword tokens decoded.", source_tokens_.load());
   scalar("thor_target_tokens_total", "counter", "Target subword tokens produced (end of sentence included).", target_tokens_.load());
-  scalar("thor_batches_total", "counter", "Decoding batches run.", batches_.load());
+  scalar("thor_batches_total", "counter", "Decoding batches run (continuous batching: decoding steps).", batches_.load());
   scalar("thor_queue_sentences", "gauge", "Sentences waiting to be decoded.", queue_.load());
   scalar("thor_inflight_requests", "gauge", "Translation requests being answered.", inflight_.load());
   scalar("thor_ready", "gauge", "1 once the model is loaded and warmed up.", int64_t{ready_.load() ? 1 : 0});
   header(out, "thor_request_duration_seconds", "histogram", "Time from a request's arrival to its answer.");
   request_seconds_.write(out, "thor_request_duration_seconds");
-  header(out, "thor_batch_duration_seconds", "histogram", "Decoding time of one batch.");
+  header(out, "thor_batch_duration_seconds", "histogram", "Decoding time of one batch (continuous batching: of one step).");
   batch_seconds_.write(out, "thor_batch_duration_seconds");
-  header(out, "thor_batch_sentences", "histogram", "Sentences per decoding batch.");
+  header(out, "thor_batch_sentences", "histogram", "Sentences per decoding batch (continuous batching: per step).");
   batch_sentences_.write(out, "thor_batch_sentences");
   return out;
 }

@@ -33,8 +33,13 @@ class Metrics {
   Metrics();
   // One answered request: its route and HTTP status, and how long it took.
   void request(const std::string& route, int status, double seconds);
-  // One decoded batch: its sentences, source and target tokens, and decoding time.
+  // One decoded batch: its sentences, source and target tokens, and decoding time
+  // (translated + step).
   void batch(int64_t sentences, int64_t source_tokens, int64_t target_tokens, double seconds);
+  // Continuous batching: one decoding step of a running batch of `sentences`, and what it
+  // translated (source tokens are counted when sentences join).
+  void step(int64_t sentences, double seconds);
+  void translated(int64_t sentences, int64_t source_tokens, int64_t target_tokens);
   void set_queue(int64_t sentences) { queue_ = sentences; }
   void set_ready(bool ready) { ready_ = ready; }
   void add_inflight(int64_t d) { inflight_ += d; }
