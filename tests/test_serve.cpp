@@ -240,6 +240,15 @@ void concurrent_clients(const std::vector<std::string>& flags) {
     return at == std::string::npos ? 0 : std::stoll(metrics.substr(at + key.size()));
   };
   EXPECT_LT(count("4"), count("+Inf")) << metrics;
+  // continuous batching: sentences joined batches already being decoded; static: none did
+  const std::string key = "\nthor_joined_sentences_total ";
+  const auto at = metrics.find(key);
+  ASSERT_NE(at, std::string::npos) << metrics;
+  const auto joined = std::stoll(metrics.substr(at + key.size()));
+  if (flags.empty())
+    EXPECT_GT(joined, 0) << metrics;
+  else
+    EXPECT_EQ(joined, 0) << metrics;
 }
 
 }  // namespace

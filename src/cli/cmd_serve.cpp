@@ -21,6 +21,13 @@ void add_serve(CLI::App& app, Common& common) {
       ->check(CLI::NonNegativeNumber);
   static bool no_batching = false;
   cmd->add_flag("--no-batching", no_batching, "decode every request alone (no batching across requests)");
+  cmd->add_option("--join-min", o.batcher.join_min,
+                  "continuous batching: queued sentences join a running batch in groups of at least this many...")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--join-wait-ms", o.batcher.join_wait_ms, "...or once the oldest of them has waited this long")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   static bool static_batching = false;
   cmd->add_flag("--static-batching", static_batching,
                 "decode each batch whole before taking the next (default: continuous batching, sentences join a "

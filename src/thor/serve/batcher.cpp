@@ -214,6 +214,12 @@ std::vector<Batcher::Item> Batcher::join(int64_t active, size_t longest) {
   const int64_t workers = opt_.workers;
   const int64_t share = (static_cast<int64_t>(queue_.size()) + decoding_ + workers - 1) / workers;
   std::vector<Item> out;
+  if (queue_.empty()) return out;
+  // Joining costs an encoder pass whose weights are read for a few sentences: join in groups
+  // of join_min, unless the oldest has waited join_wait_ms.
+  const int64_t room = std::min<int64_t>(share - active, static_cast<int64_t>(queue_.size()));
+  if (room < opt_.join_min && Clock::now() < queue_.front().arrived + std::chrono::milliseconds(opt_.join_wait_ms))
+    return out;
   while (!queue_.empty() && active + static_cast<int64_t>(out.size()) < share) {
     auto& it = queue_.front();
     if (it.job->cancelled()) {
@@ -264,6 +270,7 @@ void Batcher::work_continuous(int64_t worker) {
         longest = 0;
       } else {
         add = join(static_cast<int64_t>(flight.size()), longest);
+        metrics_.joined(static_cast<int64_t>(add.size()));
       }
       decoding_ += static_cast<int64_t>(add.size());
     }

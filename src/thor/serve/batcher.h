@@ -5,7 +5,8 @@
 // (the scheme of TF Serving's and Triton's dynamic batchers).
 // Continuous batching (the default): a worker's batch is never closed. Between two decoding
 // steps queued sentences join it (up to the worker's fair share of all the sentences in
-// the server and max_batch_tokens), and a sentence is answered the step it finishes, so a
+// the server and max_batch_tokens, in groups of join_min unless the oldest has waited
+// join_wait_ms), and a sentence is answered the step it finishes, so a
 // batch does not run on half empty while its longest sentence ends and the clients whose
 // sentences are done wait (Orca's iteration-level scheduling). BeamStream
 // (decode/search.h) gives every sentence what `thor translate` gives it.
@@ -37,6 +38,10 @@ struct BatcherOptions {
   // with batching: sentences join running batches (false: static batches, for comparison
   // and with a shortlist, which is chosen for one batch's sentences)
   bool continuous = true;
+  // Continuous batching: queued sentences join a running batch in groups of at least
+  // join_min (each join is an encoder pass), or once the oldest has waited join_wait_ms.
+  int64_t join_min = 4;
+  int64_t join_wait_ms = 40;
   // Test hook (THOR_SERVE_FAULT_DELAY_MS): each worker sleeps this long before decoding a
   // batch, so tests can hold requests in flight deterministically.
   int64_t fault_delay_ms = 0;

@@ -102,6 +102,8 @@ std::string Metrics::text() const {
   scalar("thor_source_tokens_total", "counter", "Source subword tokens decoded.", source_tokens_.load());
   scalar("thor_target_tokens_total", "counter", "Target subword tokens produced (end of sentence included).", target_tokens_.load());
   scalar("thor_batches_total", "counter", "Decoding batches run (continuous batching: decoding steps).", batches_.load());
+  scalar("thor_joined_sentences_total", "counter", "Sentences that joined a batch already being decoded (continuous batching).",
+         joined_.load());
   scalar("thor_queue_sentences", "gauge", "Sentences waiting to be decoded.", queue_.load());
   scalar("thor_inflight_requests", "gauge", "Translation requests being answered.", inflight_.load());
   scalar("thor_ready", "gauge", "1 once the model is loaded and warmed up.", int64_t{ready_.load() ? 1 : 0});

@@ -40,6 +40,7 @@ class Metrics {
   // translated (source tokens are counted when sentences join).
   void step(int64_t sentences, double seconds);
   void translated(int64_t sentences, int64_t source_tokens, int64_t target_tokens);
+  void joined(int64_t sentences) { joined_ += static_cast<uint64_t>(sentences); }
   void set_queue(int64_t sentences) { queue_ = sentences; }
   void set_ready(bool ready) { ready_ = ready; }
   void add_inflight(int64_t d) { inflight_ += d; }
@@ -51,7 +52,7 @@ class Metrics {
  private:
   mutable std::mutex mu_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
-  std::atomic<uint64_t> sentences_{0}, source_tokens_{0}, target_tokens_{0}, batches_{0};
+  std::atomic<uint64_t> sentences_{0}, source_tokens_{0}, target_tokens_{0}, batches_{0}, joined_{0};
   std::atomic<int64_t> queue_{0}, inflight_{0};
   std::atomic<bool> ready_{false};
   Histogram request_seconds_, batch_seconds_, batch_sentences_;
