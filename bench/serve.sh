@@ -4,10 +4,10 @@
 # on the same sentences; continuous batching (the default) and static batches
 # (--static-batching, a second server measured in the same rounds); batching off; a THOR model (--expert-select sentence) against the
 # dense one; RSS over REQUESTS requests (default 100,000; greedy decoding there) and after
-# MALFORMED malformed requests (default 10,000; REQUESTS=0 skips this part). Every answer is
-# checked against thor translate's output. The throughput cases run ROUNDS times (default 3,
-# 1 client once) on a warm server, `thor translate` again in every round beside them;
-# serve-summary.jsonl has each case's median round.
+# MALFORMED malformed requests (default 10,000; REQUESTS=0 skips this part; THROUGHPUT=0
+# runs it alone). Every answer is checked against thor translate's output. The throughput
+# cases run ROUNDS times (default 3, 1 client once) on a warm server, `thor translate` again
+# in every round beside them; serve-summary.jsonl has each case's median round.
 #   bash bench/serve.sh DENSE.pt THOR.pt INPUT OUT_DIR
 # INPUT: one sentence per line (e.g. Multi30k test_2016_flickr in the models' source
 # language). Run it on an otherwise idle machine.
@@ -76,10 +76,17 @@ run_load() {  # case model-name extra-load-args... (model "-": answers not check
   local name=$1 model=$2; shift 2
   local line check=()
   [ "$model" = - ] || check=(--expected "$out/$model.expected")
-  line=$("$load" --port "$port" --input "$input" "${check[@]}" "$@")
+  local rc=0
+  line=$("$load" --port "$port" --input "$input" "${check[@]}" "$@") || rc=$?
+  # recorded, and the script goes on, when some answer was an error or a mismatch (the
+  # first few are on stderr); it exits 1 at the end
   echo "{\"case\":\"$name\",\"model\":\"$model\",${line#\{}" | tee -a "$results"
+  [ "$rc" = 0 ] || { echo "serve.sh: $name: errors or mismatches (above)" >&2; failed=1; }
 }
+failed=0
 
+# THROUGHPUT=0: only the memory and malformed-traffic part
+if [ "${THROUGHPUT:-1}" != 0 ]; then
 cli dense "$dense"
 cli thor "$thor_model" --expert-select sentence
 
@@ -118,7 +125,8 @@ for rs in cases.values():
     print(json.dumps(dict(rs[len(rs) // 2], rounds=len(rs))))
 PY
 cat "$out/serve-summary.jsonl" >&2
-[ "$requests" -gt 0 ] || exit 0
+fi
+[ "$requests" -gt 0 ] || exit "$failed"
 
 # memory over many requests (greedy, short outputs: the count is what matters), then
 # malformed traffic, on one server
@@ -136,3 +144,4 @@ echo "{\"case\":\"memory\",\"rss_mb_start\":$rss_start,\"rss_mb_end\":$rss_end,\
 grep -c '"/translate",code="500"' <(curl -s "http://127.0.0.1:$port/metrics") > /dev/null && echo "serve.sh: a 500 answer" >&2
 stop_server
 echo "serve.sh: results in $results, RSS samples in $out/rss.txt" >&2
+exit "$failed"

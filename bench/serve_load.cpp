@@ -172,14 +172,21 @@ int main(int argc, char** argv) {
         auto res = cli.Post("/translate", json({{"q", q}, {"target", target}}).dump(), "application/json");
         mine.push_back(std::chrono::duration<double, std::milli>(Clock::now() - s0).count());
         if (!res || res->status != 200) {
-          ++errors;
+          if (errors++ < 3)  // the first few, so a failed run says why
+            std::fprintf(stderr, "serve_load: request for line %zu: %s\n", first + 1,
+                         res ? ("status " + std::to_string(res->status) + ": " + res->body).c_str()
+                             : ("no answer: " + httplib::to_string(res.error())).c_str());
           continue;
         }
         sentences += static_cast<int64_t>(n);
         if (!want.empty()) {
           auto got = json::parse(res->body).at("translatedText");
-          for (size_t i = 0; i < n; ++i)
-            if ((per_request == 1 ? got : got[i]).get<std::string>() != want[first + i]) ++mismatches;
+          for (size_t i = 0; i < n; ++i) {
+            const auto text = (per_request == 1 ? got : got[i]).get<std::string>();
+            if (text != want[first + i] && mismatches++ < 3)
+              std::fprintf(stderr, "serve_load: line %zu: got '%s', thor translate gave '%s'\n", first + i + 1,
+                           text.c_str(), want[first + i].c_str());
+          }
         }
       }
       std::lock_guard<std::mutex> lock(mu);
