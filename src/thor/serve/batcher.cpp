@@ -246,7 +246,7 @@ void Batcher::work_continuous(int64_t worker) {
   stream.emplace(step_model, so);
   std::map<int64_t, Item> flight;  // the sentences of the running batch, by stream id
   int64_t next_id = 0;
-  size_t longest = 0;  // the longest source in flight
+  size_t longest = 0;  // the longest source since the batch started (a bound for --max-batch-tokens)
   auto fail_all = [&](const std::string& error) {
     THOR_WARN("serve") << "decoding a batch of " << flight.size() << " sentences failed: " << error;
     for (auto& kv : flight) finish(kv.second, Translation(), error);
