@@ -125,6 +125,28 @@ TEST(Cli, PrepareTrainTranslateScore) {
   EXPECT_NE(nb.out.find("0 ||| "), std::string::npos);
 }
 
+// A gated expert model logs its experts' load but no consistency (THOR's two passes only).
+TEST(Cli, SwitchTrainingLogsExpertsWithoutConsistency) {
+  auto dir = thor::testing::temp_dir("cli_switch_log");
+  thor::testing::make_toy_corpus(dir / "train", 120, 43, "en", "de");
+  thor::testing::make_toy_corpus(dir / "valid", 4, 44, "en", "de");
+  auto p = run("prepare -s en -t de --trainpref " + (dir / "train").string() + " --validpref " +
+                   (dir / "valid").string() + " --destdir " + (dir / "data").string() + " --vocab-size 90",
+               dir);
+  ASSERT_EQ(p.code, 0) << p.err;
+  auto t = run("train " + (dir / "data").string() +
+                   " --encoder-embed-dim 32 --ffn-dim 64 --encoder-layers 2 --decoder-layers 2"
+                   " --num-experts 2 --router switch --max-tokens 400 --max-update 4 --log-interval 2"
+                   " --validate-interval-updates 0 --no-progress --save-dir " + (dir / "ck").string(),
+               dir);
+  ASSERT_EQ(t.code, 0) << t.err;
+  auto log = thor::testing::read_file(dir / "ck" / "train_log.jsonl");
+  ASSERT_FALSE(log.empty());
+  auto j = nlohmann::json::parse(log.front());
+  EXPECT_EQ(j.at("experts").size(), 2u) << log.front();
+  EXPECT_FALSE(j.contains("consistency")) << log.front();
+}
+
 TEST(Cli, ThorTrainTranslateSelectAndExport) {
   auto dir = thor::testing::temp_dir("cli_thor");
   thor::testing::make_toy_corpus(dir / "train", 200, 41, "en", "de");

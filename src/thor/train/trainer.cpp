@@ -421,6 +421,7 @@ class Trainer {
       }
       reduce_expert_stats();
       stats_.add_to(j, model_->expert_layer_names(), int_tokens);
+      if (!two_pass_) j.erase("consistency");  // only THOR's two passes have one
       write_log(j, tty);
       interval_start = Clock::now();
       int_loss = int_nll = int_gnorm = int_flops = 0, int_tokens = int_src_tokens = int_updates = int_bad = 0;
