@@ -147,13 +147,20 @@ TransformerImpl::TransformerImpl(const ModelConfig& c) : cfg_(c) {
   positions_ = register_buffer("positions", sinusoidal_positions(c.max_positions + 1, c.d_model));
 }
 
-torch::Tensor TransformerImpl::embed(torch::nn::Embedding& emb, const torch::Tensor& tokens,
-                                     int64_t offset) {
+torch::Tensor TransformerImpl::embed(torch::nn::Embedding& emb, const torch::Tensor& tokens, int64_t offset,
+                                     const torch::Tensor& row_starts) {
   auto T = tokens.size(1);
-  TORCH_CHECK(offset + T <= cfg_.max_positions, "sequence longer than max_positions (",
-              cfg_.max_positions, ")");
   auto x = emb(tokens) * std::sqrt(static_cast<double>(cfg_.d_model));  // [B, T, C]
-  x = x + positions_.narrow(0, offset + 1, T).unsqueeze(0);
+  if (row_starts.defined()) {
+    auto first = (offset - row_starts).to(positions_.device());  // [B]: each row's first position
+    TORCH_CHECK(first.max().item<int64_t>() + T <= cfg_.max_positions, "sequence longer than max_positions (",
+                cfg_.max_positions, ")");
+    auto index = (first.unsqueeze(1) + torch::arange(1, T + 1, first.options()).unsqueeze(0)).view(-1);
+    x = x + positions_.index_select(0, index).view({tokens.size(0), T, -1});
+  } else {
+    TORCH_CHECK(offset + T <= cfg_.max_positions, "sequence longer than max_positions (", cfg_.max_positions, ")");
+    x = x + positions_.narrow(0, offset + 1, T).unsqueeze(0);
+  }
   return thor::dropout(x, cfg_.dropout, is_training());
 }
 
@@ -249,22 +256,15 @@ DecoderState TransformerImpl::init_state(const torch::Tensor& src) {
 
 torch::Tensor TransformerImpl::step(const torch::Tensor& last, int64_t step, DecoderState& st) {
   TORCH_CHECK(step == st.filled, "step ", step, " on a state that holds ", st.filled, " positions");
-  torch::Tensor x;  // [N, 1, C], N = sentences * beam
-  if (auto start = st.rows.find(kStart); start != st.rows.end()) {
-    // rows that joined a running batch: each at its own position
-    auto local = (step - start->second).to(positions_.device());
-    TORCH_CHECK(local.max().item<int64_t>() < cfg_.max_positions, "sequence longer than max_positions (",
-                cfg_.max_positions, ")");
-    x = decoder_embed(last.view({-1, 1})) * std::sqrt(static_cast<double>(cfg_.d_model)) +
-        positions_.index_select(0, local + 1).unsqueeze(1);
-    x = thor::dropout(x, cfg_.dropout, is_training());
-    if (!st.paged)
-      st.step_mask = torch::arange(step + 1, start->second.options()).unsqueeze(0).lt(start->second.unsqueeze(1))
-                         .to(x.device());
-  } else {
-    x = embed(decoder_embed, last.view({-1, 1}), step);
-    st.step_mask = torch::Tensor();
-  }
+  // rows that joined a running batch (kStart) count their positions from their start
+  auto start = st.rows.find(kStart);
+  const bool joined = start != st.rows.end();
+  auto x = embed(decoder_embed, last.view({-1, 1}), step, joined ? start->second : torch::Tensor());  // [N, 1, C]
+  st.step_mask = joined && !st.paged ? torch::arange(step + 1, start->second.options())
+                                           .unsqueeze(0)
+                                           .lt(start->second.unsqueeze(1))
+                                           .to(x.device())
+                                     : torch::Tensor();
   const auto& mask = st.sentences.at("src_pad_mask");
   auto tokens = last.view({-1, 1});
   if (st.paged) history_step(st, x.size(0));

@@ -110,7 +110,10 @@ class TransformerImpl : public torch::nn::Module {
   torch::Tensor encode_with(const torch::Tensor& src, const RoutingContext& ctx);
   torch::Tensor decode_with(const torch::Tensor& tgt_in, const torch::Tensor& enc, const torch::Tensor& src_pad_mask,
                             const RoutingContext& ctx);
-  torch::Tensor embed(torch::nn::Embedding& emb, const torch::Tensor& tokens, int64_t offset);
+  // tokens [B, T] at positions offset.. (or, given row_starts [B], row b's from offset -
+  // row_starts[b]: rows that joined a running batch) -> scaled embeddings + positions.
+  torch::Tensor embed(torch::nn::Embedding& emb, const torch::Tensor& tokens, int64_t offset,
+                      const torch::Tensor& row_starts = {});
   torch::Tensor project(const torch::Tensor& h);  // [.., C] -> [.., V]
   ModelConfig cfg_;
   RoutingContext ctx_;
