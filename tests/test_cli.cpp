@@ -37,6 +37,10 @@ Run run(const std::string& args, const fs::path& dir) {
 
 // dir/data: a toy corpus of 120 training and 6 validation pairs (seeds seed, seed + 1),
 // prepared with an 80-piece vocabulary; returns prepare's exit status.
+// A small model with two experts in every other layer (the router and its flags follow).
+const std::string kSmallExpertModel =
+    " --encoder-embed-dim 32 --ffn-dim 64 --encoder-layers 2 --decoder-layers 2 --num-experts 2";
+
 int prepare_small_toy(const fs::path& dir, unsigned seed) {
   thor::testing::make_toy_corpus(dir / "train", 120, seed, "en", "de");
   thor::testing::make_toy_corpus(dir / "valid", 6, seed + 1, "en", "de");
@@ -128,15 +132,9 @@ TEST(Cli, PrepareTrainTranslateScore) {
 // A gated expert model logs its experts' load but no consistency (THOR's two passes only).
 TEST(Cli, SwitchTrainingLogsExpertsWithoutConsistency) {
   auto dir = thor::testing::temp_dir("cli_switch_log");
-  thor::testing::make_toy_corpus(dir / "train", 120, 43, "en", "de");
-  thor::testing::make_toy_corpus(dir / "valid", 4, 44, "en", "de");
-  auto p = run("prepare -s en -t de --trainpref " + (dir / "train").string() + " --validpref " +
-                   (dir / "valid").string() + " --destdir " + (dir / "data").string() + " --vocab-size 90",
-               dir);
-  ASSERT_EQ(p.code, 0) << p.err;
-  auto t = run("train " + (dir / "data").string() +
-                   " --encoder-embed-dim 32 --ffn-dim 64 --encoder-layers 2 --decoder-layers 2"
-                   " --num-experts 2 --router switch --max-tokens 400 --max-update 4 --log-interval 2"
+  ASSERT_EQ(prepare_small_toy(dir, 43), 0);
+  auto t = run("train " + (dir / "data").string() + kSmallExpertModel +
+                   " --router switch --max-tokens 400 --max-update 4 --log-interval 2"
                    " --validate-interval-updates 0 --no-progress --save-dir " + (dir / "ck").string(),
                dir);
   ASSERT_EQ(t.code, 0) << t.err;
@@ -155,9 +153,8 @@ TEST(Cli, ThorTrainTranslateSelectAndExport) {
                    (dir / "valid").string() + " --destdir " + (dir / "data").string() + " --vocab-size 90",
                dir);
   ASSERT_EQ(p.code, 0) << p.err;
-  auto t = run("train " + (dir / "data").string() +
-                   " --encoder-embed-dim 32 --ffn-dim 64 --encoder-layers 2 --decoder-layers 2"
-                   " --num-experts 2 --router thor --consistency-alpha 1 --max-tokens 400 --max-update 6"
+  auto t = run("train " + (dir / "data").string() + kSmallExpertModel +
+                   " --router thor --consistency-alpha 1 --max-tokens 400 --max-update 6"
                    " --log-interval 3 --eval-beam 2 --no-progress --workers 2 --save-dir " + (dir / "ck").string(),
                dir);
   ASSERT_EQ(t.code, 0) << t.err;

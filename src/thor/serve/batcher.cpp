@@ -47,7 +47,7 @@ Batcher::Batcher(Transformer model, const Vocab& vocab, TranslateOptions decode,
     workers_.emplace_back([this, per_worker, w] {
       at::set_num_threads(per_worker);
       torch::NoGradGuard ng;
-      if (opt_.batching && opt_.continuous)
+      if (continuous())
         work_continuous(w);
       else
         work();

@@ -89,6 +89,8 @@ class Batcher {
   // Decodes what is queued, then stops the workers (no submit after this).
   void shutdown();
   int64_t queued() const;
+  // Whether sentences join running batches (batching on, not turned off, no shortlist).
+  bool continuous() const { return opt_.batching && opt_.continuous; }
 
  private:
   struct Item {

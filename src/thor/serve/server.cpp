@@ -257,7 +257,7 @@ void run_server(const ServerOptions& opt, const std::function<void(int)>& on_lis
     THOR_LOG("serve") << "ready: " << l->lm.config.arch << " (" << l->lm.config.num_experts << " expert"
                       << (l->lm.config.num_experts > 1 ? "s, --expert-select " + opt.model.expert_select : "") << ") on " << dev
                       << ", " << bo.workers << " decoding workers, beam " << topt.search.beam << ", "
-                      << (bo.batching ? std::string(bo.continuous && !topt.shortlist ? "continuous" : "static") +
+                      << (bo.batching ? std::string(l->batcher->continuous() ? "continuous" : "static") +
                                             " batches of <= " + std::to_string(bo.max_batch_tokens) +
                                             " tokens, wait <= " + std::to_string(bo.max_wait_ms) + " ms"
                                       : std::string("no batching across requests"));
