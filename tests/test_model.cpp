@@ -174,7 +174,7 @@ struct UnpagedStepModel : thor::StepModel {
   torch::Tensor step(const torch::Tensor& last, int64_t t, thor::DecoderState& st) override {
     return inner.step(last, t, st);
   }
-  void admit(thor::DecoderState& st, const torch::Tensor& src, int64_t beam) override { inner.admit(st, src, beam); }
+  void admit(thor::DecoderState& st, const torch::Tensor& src) override { inner.admit(st, src); }
   thor::StepModel& inner;
 };
 

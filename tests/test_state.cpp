@@ -87,7 +87,8 @@ TEST(DecoderState, InPlaceReorderMatchesIndexSelectForRandomBeams) {
 
 // Continuous batching: new sentences join a running state. Sentence entries of different
 // sizes are padded (a bool mask with true, anything else with zeros), each new sentence
-// gets `beam` rows starting at the state's position, and shifting forgets positions.
+// gets one row starting at the state's position (joining until the next reorder), and
+// shifting forgets positions.
 TEST(DecoderState, AdmitPadsSentenceEntriesAndStartsRowsAtThePosition) {
   thor::DecoderState st;
   st.beam = 2;
@@ -100,7 +101,9 @@ TEST(DecoderState, AdmitPadsSentenceEntriesAndStartsRowsAtThePosition) {
   add.paged = true;
   add.sentences["mask"] = torch::zeros({2, 5}, torch::kBool);
   add.sentences["enc"] = torch::full({2, 5, 2}, 2.0);
-  thor::admit_state(st, add, 2);
+  thor::admit_state(st, add);
+  EXPECT_EQ(st.joining, 2);
+  EXPECT_EQ(thor::state_rows(st), 4);
   auto mask = st.sentences.at("mask");
   ASSERT_EQ(mask.sizes(), (std::vector<int64_t>{3, 5}));
   EXPECT_TRUE(torch::equal(mask[0], torch::tensor({false, false, true, true, true})));
@@ -109,18 +112,44 @@ TEST(DecoderState, AdmitPadsSentenceEntriesAndStartsRowsAtThePosition) {
   ASSERT_EQ(enc.sizes(), (std::vector<int64_t>{3, 5, 2}));
   EXPECT_EQ(enc[0].sum().item<float>(), 6.0f);  // 3 x 2 ones, then zeros
   EXPECT_EQ(enc.narrow(0, 1, 2).sum().item<float>(), 40.0f);
-  EXPECT_TRUE(torch::equal(st.rows.at(thor::kStart), torch::tensor(std::vector<int64_t>{0, 0, 3, 3, 3, 3})));
-  ASSERT_EQ(st.rows.at(thor::kHistory).size(0), 6);
+  EXPECT_TRUE(torch::equal(st.rows.at(thor::kStart), torch::tensor(std::vector<int64_t>{0, 0, 3, 3})));
+  ASSERT_EQ(st.rows.at(thor::kHistory).size(0), 4);
   EXPECT_TRUE(torch::equal(st.rows.at(thor::kHistory).narrow(0, 0, 2), torch::arange(8, torch::kLong).view({2, 4})));
 
-  // a shortlisted state cannot take sentences; a wrong beam is refused
+  // a shortlisted state cannot take sentences
   thor::DecoderState listed = st;
   listed.vocab = torch::arange(4, torch::kLong);
-  EXPECT_THROW(thor::admit_state(listed, add, 2), c10::Error);
-  EXPECT_THROW(thor::admit_state(st, add, 3), c10::Error);
+  EXPECT_THROW(thor::admit_state(listed, add), c10::Error);
 
   // no row starts before 0: nothing to forget before 1
   EXPECT_THROW(thor::shift_state(st, 1), c10::Error);
+}
+
+// Sentences joining a state with beam 2: two sentences with two rows each, then three
+// joining with one row each. Sentence entries spread onto the rows accordingly, and a
+// reorder maps each kept block to the sentence of its first row: a beam row to its
+// sentence, a joining row to its own.
+TEST(DecoderState, JoiningSentencesHaveOneRowUntilTheReorder) {
+  thor::DecoderState st;
+  st.beam = 2;
+  st.sentences["id"] = torch::tensor(std::vector<int64_t>{10, 11});
+  st.filled = 2;
+  thor::DecoderState add;
+  add.sentences["id"] = torch::tensor(std::vector<int64_t>{12, 13, 14});
+  st.rows[thor::kHistory] = torch::zeros({4, 3}, torch::kLong);
+  st.paged = add.paged = true;
+  thor::admit_state(st, add);
+  ASSERT_EQ(thor::state_rows(st), 7);
+  EXPECT_TRUE(torch::equal(thor::sentence_rows(st, st.sentences.at("id")),
+                           torch::tensor(std::vector<int64_t>{10, 10, 11, 11, 12, 13, 14})));
+  EXPECT_TRUE(torch::equal(st.rows.at(thor::kStart), torch::tensor(std::vector<int64_t>{0, 0, 0, 0, 2, 2, 2})));
+  // keep sentence 11 (rows 3, 2), drop 10 and 13, widen 14 (row 6) and 12 (row 4), in that order
+  thor::reorder_state(st, torch::tensor(std::vector<int64_t>{3, 2, 6, 6, 4, 4}), 2);
+  EXPECT_EQ(st.joining, 0);
+  EXPECT_TRUE(torch::equal(st.sentences.at("id"), torch::tensor(std::vector<int64_t>{11, 14, 12})));
+  EXPECT_TRUE(torch::equal(st.rows.at(thor::kStart), torch::tensor(std::vector<int64_t>{0, 0, 2, 2, 2, 2})));
+  EXPECT_TRUE(torch::equal(thor::sentence_rows(st, st.sentences.at("id")),
+                           torch::tensor(std::vector<int64_t>{11, 11, 14, 14, 12, 12})));
 }
 
 TEST(DecoderState, ShiftMovesCachesAndHistoryDown) {

@@ -116,6 +116,47 @@ TEST(Thor, SentenceLevelExpertsStayFixedAcrossDecodingSteps) {
   }
 }
 
+// Decoding encodes a padded batch on its real tokens only (Packing) where every block is
+// position-wise: a dense model, THOR with sentence-level draws (spread onto each sentence's
+// tokens). The cross-attention keys and values equal the padded encoder's at every real
+// position, and are zeros at the padding (so the packed path did run). A Switch model keeps
+// the padded encoder (its capacity depends on the whole batch): equal everywhere.
+TEST(Thor, PackedEncoderEqualsPaddedWherePositionWise) {
+  torch::NoGradGuard ng;
+  std::vector<int64_t> lens = {6, 2, 5, 1};
+  auto src = torch::zeros({4, 6}, torch::kLong);
+  for (int64_t b = 0; b < 4; ++b) src[b].narrow(0, 0, lens[b]).copy_(torch::randint(4, 40, {lens[b]}, torch::kLong));
+  auto pad = src.eq(0);
+  for (std::string router : {"dense", "thor", "switch"}) {
+    SCOPED_TRACE(router);
+    torch::manual_seed(3);
+    auto c = thor_config(router == "dense" ? 1 : 3, router == "dense" ? "thor" : router);
+    thor::Transformer m(c);
+    m->eval();
+    m->set_expert_select(thor::ExpertSelect::Sentence);
+    auto st = m->init_state(src);
+    thor::RoutingContext ctx;
+    ctx.select = thor::ExpertSelect::Sentence;
+    if (router == "thor") ctx.row_experts = st.sentences.at("row_experts");
+    auto enc = m->encode(src, ctx);
+    for (size_t i = 0; i < m->decoder_layers->size(); ++i) {
+      auto [k, v] = m->decoder_layers[i]->as<thor::DecoderLayerImpl>()->encoder_attn->project_kv(enc);
+      auto got_k = st.sentences.at("enc_k." + std::to_string(i)).transpose(1, 2);  // [B, S, H, Dh]
+      auto got_v = st.sentences.at("enc_v." + std::to_string(i)).transpose(1, 2);
+      auto want_k = k.transpose(1, 2), want_v = v.transpose(1, 2);
+      thor::testing::expect_close(got_k.index({~pad}), want_k.index({~pad}), 1e-5, 1e-5);
+      thor::testing::expect_close(got_v.index({~pad}), want_v.index({~pad}), 1e-5, 1e-5);
+      if (router == "switch") {
+        EXPECT_TRUE(torch::equal(got_k, want_k));
+        EXPECT_GT(got_k.index({pad}).abs().max().item<float>(), 0.0f);
+      } else {
+        EXPECT_EQ(got_k.index({pad}).abs().max().item<float>(), 0.0f);
+        EXPECT_EQ(got_v.index({pad}).abs().max().item<float>(), 0.0f);
+      }
+    }
+  }
+}
+
 TEST(Thor, DenseExportEqualsFixedExpertAndMerge) {
   torch::manual_seed(2);
   thor::Transformer m(thor_config(3));

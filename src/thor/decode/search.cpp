@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <tuple>
+#include <utility>
 
 #include "thor/common/error.h"
 
@@ -13,7 +15,7 @@ namespace {
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 }  // namespace
 
-void StepModel::admit(DecoderState&, const torch::Tensor&, int64_t) {
+void StepModel::admit(DecoderState&, const torch::Tensor&) {
   throw Error("this decoder cannot add sentences to a batch being decoded");
 }
 
@@ -56,19 +58,19 @@ void BeamStream::admit(const torch::Tensor& src, const std::vector<int64_t>& ids
     if (n > 0) state_.capacity = std::min<int64_t>(*std::max_element(max_len.begin(), max_len.end()) + 1, 32);
     tokens_.clear(), pos_scores_.clear(), scores_.clear(), last_.clear();
     position_ = 0;
+    joining_ = 0;
   } else {
-    // Joining a running batch: `width_` rows per sentence, the first alive, the others dead
-    // (-inf) until the first reorder gives the sentence its beam.
-    model_.admit(state_, src, width_);
+    // Joining a running batch: one row per sentence (its first step has one candidate, as
+    // alone), after the others' beams, until the next reorder gives it its beam.
+    model_.admit(state_, src);
+    if (width_ > 1) joining_ += n;
   }
   for (int64_t b = 0; b < n; ++b) {
     sentences_.push_back({ids[b], max_len[b], position_, {}});
-    for (int64_t k = 0; k < width_; ++k) {
-      tokens_.emplace_back();
-      pos_scores_.emplace_back();
-      scores_.push_back(k == 0 ? 0.f : kNegInf);
-      last_.push_back(k == 0 ? opt_.bos : opt_.pad);
-    }
+    tokens_.emplace_back();
+    pos_scores_.emplace_back();
+    scores_.push_back(0.f);
+    last_.push_back(opt_.bos);
   }
 }
 
@@ -91,25 +93,49 @@ std::vector<std::pair<int64_t, std::vector<Hypothesis>>> BeamStream::step() {
   const int64_t t = position_++;  // the batch's position of this step
   auto device = state_.sentences.empty() ? torch::Device(torch::kCPU) : state_.sentences.begin()->second.device();
   const auto A = static_cast<int64_t>(sentences_.size());
+  // Rows: `width` per sentence, then one per joining sentence (the last `joining_`).
+  const int64_t stepped = A - joining_;
+  auto row0 = [&](int64_t a) { return a < stepped ? a * width : stepped * width + (a - stepped); };
+  auto width_of = [&](int64_t a) { return a < stepped ? width : int64_t{1}; };
   auto last_t = torch::tensor(last_, torch::kLong).to(device);
-  auto lprobs = model_.step(last_t, t, state_).to(torch::kFloat);  // [A*width, V]
+  auto lprobs = model_.step(last_t, t, state_).to(torch::kFloat);  // [rows, V]
   const int64_t V = lprobs.size(1);
   if (pad_col_ >= 0) lprobs.select(1, pad_col_).fill_(kNegInf);
   if (bos_col_ >= 0 && opt_.bos != opt_.eos) lprobs.select(1, bos_col_).fill_(kNegInf);
   // Sentences at their length limit may only end.
   for (int64_t a = 0; a < A; ++a) {
     if (t - sentences_[a].start >= sentences_[a].max_len) {
-      auto rows = lprobs.narrow(0, a * width, width);
+      auto rows = lprobs.narrow(0, row0(a), width_of(a));
       auto eos_lp = rows.select(1, eos_col_).clone();
       rows.fill_(kNegInf);
       rows.select(1, eos_col_).copy_(eos_lp);
     }
   }
-  auto cum = lprobs + torch::tensor(scores_).to(device).unsqueeze(1);  // [A*width, V]
-  int64_t ncand = std::min<int64_t>(2 * K, width * V);
-  auto top = cum.view({A, width * V}).topk(ncand, 1);
-  auto top_scores = std::get<0>(top).to(torch::kCPU).contiguous();
-  auto top_idx = std::get<1>(top).to(torch::kCPU).contiguous();
+  auto cum = lprobs + torch::tensor(scores_).to(device).unsqueeze(1);  // [rows, V]
+  // The 2K best candidates of each sentence over its rows x V (flat index row * V + column).
+  const int64_t ncand = std::min<int64_t>(2 * K, width * V);
+  auto top_of = [&](int64_t first_sentence, int64_t n, int64_t w) {
+    auto top = cum.narrow(0, row0(first_sentence), n * w).view({n, w * V}).topk(std::min(ncand, w * V), 1);
+    auto s = std::get<0>(top), i = std::get<1>(top);
+    if (s.size(1) < ncand) {  // fewer candidates than the others (a tiny vocabulary): dead ones
+      s = torch::cat({s, torch::full({n, ncand - s.size(1)}, kNegInf, s.options())}, 1);
+      i = torch::cat({i, torch::zeros({n, ncand - i.size(1)}, i.options())}, 1);
+    }
+    return std::make_pair(s, i);
+  };
+  torch::Tensor top_scores, top_idx;
+  if (joining_ == 0) {
+    std::tie(top_scores, top_idx) = top_of(0, A, width);
+  } else {
+    auto joined = top_of(stepped, joining_, 1);
+    if (stepped == 0) {
+      std::tie(top_scores, top_idx) = joined;
+    } else {
+      auto beams = top_of(0, stepped, width);
+      top_scores = torch::cat({beams.first, joined.first}, 0), top_idx = torch::cat({beams.second, joined.second}, 0);
+    }
+  }
+  top_scores = top_scores.to(torch::kCPU).contiguous(), top_idx = top_idx.to(torch::kCPU).contiguous();
   auto lp_cpu = lprobs.to(torch::kCPU);
   auto lp = lp_cpu.accessor<float, 2>();
   auto ts = top_scores.accessor<float, 2>();
@@ -129,7 +155,7 @@ std::vector<std::pair<int64_t, std::vector<Hypothesis>>> BeamStream::step() {
       float s = ts[a][c];
       if (!std::isfinite(s)) continue;
       int64_t beam = ti[a][c] / V, col = ti[a][c] % V;
-      int64_t row = a * width + beam;
+      int64_t row = row0(a) + beam;
       if (col == eos_col_) {
         if (c < K && static_cast<int64_t>(fin.size()) < K) {
           Hypothesis h;
@@ -154,16 +180,16 @@ std::vector<std::pair<int64_t, std::vector<Hypothesis>>> BeamStream::step() {
     for (int64_t k = 0; k < K; ++k) {
       // Fewer than K live candidates (tiny vocabularies): pad with dead rows.
       if (k >= static_cast<int64_t>(chosen.size())) {
-        keep_rows.push_back(a * width);
-        next_tokens.push_back(tokens_[a * width]);
-        next_pos.push_back(pos_scores_[a * width]);
+        keep_rows.push_back(row0(a));
+        next_tokens.push_back(tokens_[row0(a)]);
+        next_pos.push_back(pos_scores_[row0(a)]);
         next_scores.push_back(kNegInf);
         next_last.push_back(opt_.pad);
         continue;
       }
       int64_t c = chosen[k];
       int64_t beam = ti[a][c] / V, col = ti[a][c] % V, tok = vocab_.empty() ? col : vocab_[col];
-      int64_t row = a * width + beam;
+      int64_t row = row0(a) + beam;
       keep_rows.push_back(row);
       auto toks = tokens_[row];
       toks.push_back(tok);
@@ -183,6 +209,7 @@ std::vector<std::pair<int64_t, std::vector<Hypothesis>>> BeamStream::step() {
   }
   reorder_state(state_, torch::tensor(keep_rows, torch::kLong), K);
   width_ = K;
+  joining_ = 0;
   sentences_ = std::move(next_sentences);
   tokens_ = std::move(next_tokens);
   pos_scores_ = std::move(next_pos);

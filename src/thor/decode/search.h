@@ -25,9 +25,10 @@ class StepModel {
   virtual DecoderState start(const torch::Tensor& src) = 0;
   // last [N] token ids (bos at step 0) -> log-probabilities [N, V] over the next token.
   virtual torch::Tensor step(const torch::Tensor& last, int64_t step, DecoderState& state) = 0;
-  // The sentences src [n, S] join a running state with `beam` rows each, starting at its
-  // next position (for BeamStream). Models that cannot throw thor::Error (the default).
-  virtual void admit(DecoderState& state, const torch::Tensor& src, int64_t beam);
+  // The sentences src [n, S] join a running state, starting at its next position, with one
+  // row each for their first step (admit_state; for BeamStream). Models that cannot throw
+  // thor::Error (the default).
+  virtual void admit(DecoderState& state, const torch::Tensor& src);
 };
 
 struct SearchOptions {
@@ -53,7 +54,7 @@ std::vector<std::vector<Hypothesis>> beam_search(StepModel& model, const torch::
 // Beam search as a stream: admit() sentences at any time, step() until active() is 0.
 // A sentence gets the hypotheses beam_search gives it alone: the ones that join later
 // attend to their own positions only (the model's admit), and a sentence that joins a
-// batch past step 0 brings `beam` rows of which one is alive.
+// batch past step 0 takes its first step on one row (as alone) before it widens to a beam.
 class BeamStream {
  public:
   BeamStream(StepModel& model, const SearchOptions& opt);
@@ -77,6 +78,7 @@ class BeamStream {
   std::vector<int64_t> vocab_;  // the step's columns (a shortlist), empty: the vocabulary
   int64_t pad_col_ = -1, bos_col_ = -1, eos_col_ = -1;
   int64_t width_ = 1;  // rows per sentence: 1 before the first step, then beam
+  int64_t joining_ = 0;  // the last sentences joined since the last step: one row each
   int64_t position_ = 0;  // the batch's next step (the model's state.filled)
   std::vector<Sentence> sentences_;
   // per row: tokens so far (without bos), positional scores, cumulative score, last token

@@ -31,9 +31,9 @@ class TransformerStepModel : public StepModel {
     return torch::log_softmax(model_->step(last, t, st).to(torch::kFloat), -1);
   }
   // A shortlist is chosen for the sentences of one batch: with one, no sentence can join.
-  void admit(DecoderState& st, const torch::Tensor& src, int64_t beam) override {
-    if (shortlist_) StepModel::admit(st, src, beam);
-    model_->admit(st, src, beam);
+  void admit(DecoderState& st, const torch::Tensor& src) override {
+    if (shortlist_) StepModel::admit(st, src);
+    model_->admit(st, src);
   }
 
  private:

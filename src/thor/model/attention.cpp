@@ -33,7 +33,8 @@ torch::Tensor MultiheadAttentionImpl::split_heads(const torch::Tensor& x) const 
 }
 
 std::vector<torch::Tensor> MultiheadAttentionImpl::project_fused(const torch::Tensor& x,
-                                                                 const std::vector<torch::nn::Linear*>& proj) {
+                                                                 const std::vector<torch::nn::Linear*>& proj,
+                                                                 const Packing* packed) {
   // One [*, C] x [C, n*C] product instead of n products of a third of the width; the
   // parameters stay separate (checkpoints unchanged), their concatenation costs n*C*C copies
   // per call in training and once per parameter change without autograd.
@@ -52,21 +53,30 @@ std::vector<torch::Tensor> MultiheadAttentionImpl::project_fused(const torch::Te
   const auto& fw = fused[0];
   const auto& fb = fused[1];
   auto y = linear(x, fw, fb);  // [B, T, n*C]
-  auto B = x.size(0), T = x.size(1);
+  if (packed) y = packed->unpack(y);
+  auto B = y.size(0), T = y.size(1);
   y = y.view({B, T, n, heads_, head_dim_});
   std::vector<torch::Tensor> out;
   for (int64_t i = 0; i < n; ++i) out.push_back(y.select(2, i).transpose(1, 2));  // [B, H, T, Dh]
   return out;
 }
 
-std::pair<torch::Tensor, torch::Tensor> MultiheadAttentionImpl::project_kv(const torch::Tensor& kv) {
-  auto p = project_fused(kv, {&k_proj, &v_proj});
+std::pair<torch::Tensor, torch::Tensor> MultiheadAttentionImpl::project_kv(const torch::Tensor& kv,
+                                                                          const Packing* packed) {
+  auto p = project_fused(kv, {&k_proj, &v_proj}, packed);
   return {p[0], p[1]};
 }
 
-std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> MultiheadAttentionImpl::project_qkv(const torch::Tensor& x) {
-  auto p = project_fused(x, {&q_proj, &k_proj, &v_proj});
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> MultiheadAttentionImpl::project_qkv(const torch::Tensor& x,
+                                                                                           const Packing* packed) {
+  auto p = project_fused(x, {&q_proj, &k_proj, &v_proj}, packed);
   return {p[0] * (1.0 / std::sqrt(static_cast<double>(head_dim_))), p[1], p[2]};
+}
+
+torch::Tensor MultiheadAttentionImpl::self_attend_packed(const torch::Tensor& x, const Packing& packed,
+                                                         const torch::Tensor& kpm) {
+  auto [q, k, v] = project_qkv(x, &packed);
+  return linear(packed.pack(attention_inference(q, k, v, kpm, false)), out_proj->weight, out_proj->bias);
 }
 
 torch::Tensor MultiheadAttentionImpl::attend(const torch::Tensor& query, const torch::Tensor& k,

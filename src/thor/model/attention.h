@@ -7,6 +7,7 @@
 
 #include <torch/torch.h>
 
+#include "thor/model/packing.h"
 #include "thor/ops/derived_cache.h"
 
 namespace thor {
@@ -21,12 +22,18 @@ class MultiheadAttentionImpl : public torch::nn::Module {
                         const torch::Tensor& key_padding_mask, bool causal);
 
   // [B, S, C] -> keys and values per head, each [B, H, S, Dh] (cached during decoding),
-  // from one product with the k and v weights side by side.
-  std::pair<torch::Tensor, torch::Tensor> project_kv(const torch::Tensor& key_value);
+  // from one product with the k and v weights side by side. With `packed`, key_value is
+  // the batch's packed tokens [T, C] (the heads are still [B, H, S, Dh], zeros at padding).
+  std::pair<torch::Tensor, torch::Tensor> project_kv(const torch::Tensor& key_value, const Packing* packed = nullptr);
 
   // Self-attention inputs: [B, T, C] -> scaled queries, keys, values per head [B, H, T, Dh],
-  // from one product with the q, k and v weights side by side.
-  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> project_qkv(const torch::Tensor& x);
+  // from one product with the q, k and v weights side by side (`packed`: as project_kv).
+  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> project_qkv(const torch::Tensor& x,
+                                                                      const Packing* packed = nullptr);
+
+  // Self-attention of a packed batch (inference, CPU float32): x [T, C] -> [T, C]; the
+  // projections run on the T tokens, the attention on the [B, S] layout under its mask.
+  torch::Tensor self_attend_packed(const torch::Tensor& x, const Packing& packed, const torch::Tensor& key_padding_mask);
 
   // Attention of query [B, T, C] over per-head k, v [B, H, S, Dh]. Returns [B, T, C].
   torch::Tensor attend(const torch::Tensor& query, const torch::Tensor& k, const torch::Tensor& v,
@@ -47,8 +54,9 @@ class MultiheadAttentionImpl : public torch::nn::Module {
 
  private:
   torch::Tensor split_heads(const torch::Tensor& x) const;  // [B, T, C] -> [B, H, T, Dh]
-  // x [B, T, C] through n of the q/k/v projections at once -> n tensors [B, H, T, Dh]
-  std::vector<torch::Tensor> project_fused(const torch::Tensor& x, const std::vector<torch::nn::Linear*>& proj);
+  // x [B, T, C] (or packed [T', C]) through n of the q/k/v projections at once -> n tensors [B, H, T, Dh]
+  std::vector<torch::Tensor> project_fused(const torch::Tensor& x, const std::vector<torch::nn::Linear*>& proj,
+                                           const Packing* packed);
   // Without autograd (decoding, validation) the concatenated weights are kept while the
   // parameters are unchanged: one cache per projection set (q/k/v, k/v).
   std::array<DerivedCache, 4> fused_;  // indexed by the number of fused projections

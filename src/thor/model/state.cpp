@@ -91,12 +91,29 @@ bool is_identity(const torch::Tensor& idx, int64_t n) {
 
 }  // namespace
 
+int64_t state_rows(const DecoderState& st) {
+  if (st.sentences.empty()) return 0;
+  const int64_t n = st.sentences.begin()->second.size(0);
+  return (n - st.joining) * st.beam + st.joining;
+}
+
+torch::Tensor sentence_rows(const DecoderState& st, const torch::Tensor& per_sentence) {
+  if (st.beam == 1) return per_sentence;
+  const int64_t stepped = per_sentence.size(0) - st.joining;
+  auto beams = per_sentence.narrow(0, 0, stepped).repeat_interleave(st.beam, 0);
+  return st.joining == 0 ? beams : torch::cat({beams, per_sentence.narrow(0, stepped, st.joining)}, 0);
+}
+
 void reorder_state(DecoderState& st, const torch::Tensor& index, int64_t beam) {
   RECORD_FUNCTION("thor::reorder_state", std::vector<c10::IValue>());
   TORCH_CHECK(beam >= 1 && index.numel() % beam == 0, "reorder_state: rows must come in blocks of beam");
   auto rows = index.to(torch::kCPU).contiguous();
   if (!st.sentences.empty()) {
-    auto sent = rows.view({-1, beam}).select(1, 0).div(st.beam, "floor");
+    // the sentence of each kept block: beams first, then the joining sentences' one row each
+    auto first = rows.view({-1, beam}).select(1, 0);
+    const int64_t stepped = st.sentences.begin()->second.size(0) - st.joining, beams = stepped * st.beam;
+    auto sent = st.joining == 0 ? first.div(st.beam, "floor")
+                                : torch::where(first < beams, first.div(st.beam, "floor"), first - beams + stepped);
     if (!is_identity(sent, st.sentences.begin()->second.size(0)))
       for (auto& kv : st.sentences) kv.second = kv.second.index_select(0, sent.to(kv.second.device()));
   }
@@ -110,6 +127,7 @@ void reorder_state(DecoderState& st, const torch::Tensor& index, int64_t beam) {
       for (auto& kv : st.caches) kv.second = select_filled(kv.second, rows, st.filled);
   }
   st.beam = beam;
+  st.joining = 0;
 }
 
 namespace {
@@ -126,17 +144,16 @@ torch::Tensor pad_to(const torch::Tensor& t, const std::vector<int64_t>& sizes, 
 
 }  // namespace
 
-void admit_state(DecoderState& st, DecoderState add, int64_t beam) {
+void admit_state(DecoderState& st, DecoderState add) {
   RECORD_FUNCTION("thor::admit_state", std::vector<c10::IValue>());
   TORCH_CHECK(!st.vocab.defined() && !add.vocab.defined() && st.batch.empty() && add.batch.empty(),
               "admit_state: a batch with a restricted output vocabulary (a shortlist) cannot take new sentences");
   TORCH_CHECK(st.paged == add.paged, "admit_state: a paged and an unpaged state");
-  TORCH_CHECK(beam == st.beam, "admit_state: the state has ", st.beam, " rows per sentence, not ", beam);
   TORCH_CHECK(add.rows.empty() && add.caches.empty() && add.filled == 0, "admit_state: new sentences must be fresh");
   TORCH_CHECK(!st.sentences.empty() && st.sentences.size() == add.sentences.size(),
               "admit_state: the states hold different sentence entries");
-  const int64_t old_rows = st.sentences.begin()->second.size(0) * st.beam;
-  const int64_t new_rows = add.sentences.begin()->second.size(0) * beam;
+  const int64_t old_rows = state_rows(st);
+  const int64_t new_rows = add.sentences.begin()->second.size(0);  // one each until the next reorder
   for (auto& [name, t] : st.sentences) {
     auto it = add.sentences.find(name);
     TORCH_CHECK(it != add.sentences.end() && it->second.dim() == t.dim(), "admit_state: sentence entry ", name,
@@ -166,6 +183,7 @@ void admit_state(DecoderState& st, DecoderState add, int64_t beam) {
       sizes[0] = new_rows;
       c = torch::cat({c, torch::zeros(sizes, c.options())}, 0);
     }
+  if (st.beam > 1) st.joining += new_rows;
 }
 
 void shift_state(DecoderState& st, int64_t m) {

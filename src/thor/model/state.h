@@ -20,6 +20,10 @@ struct DecoderState {
   int64_t filled = 0;    // time positions written in every cache
   int64_t capacity = 0;  // positions to allocate at the first write (0: start small, grow)
   int64_t beam = 1;      // rows per sentence, consecutive
+  // Sentences that joined a running batch and have not taken their first step: the last
+  // `joining` sentences, one row each, after the others' `beam` rows (their first step has
+  // one candidate; the next reorder gives them `beam` rows like the others).
+  int64_t joining = 0;
   // Output vocabulary of this batch (a shortlist): sorted token ids [V'] (int64, CPU) that
   // the step's columns stand for; undefined = the whole vocabulary.
   torch::Tensor vocab;
@@ -52,18 +56,26 @@ torch::Tensor cache_write(DecoderState& st, const std::string& name, const torch
 // Returns the history [rows, capacity].
 const torch::Tensor& history_step(DecoderState& st, int64_t rows);
 
+// The rows of the state: beam per sentence, one per joining sentence.
+int64_t state_rows(const DecoderState& st);
+
+// A sentence entry [sentences, ...] repeated onto the rows [rows, ...] (its beams).
+torch::Tensor sentence_rows(const DecoderState& st, const torch::Tensor& per_sentence);
+
 // Keeps rows `index` (int64 [N']) in that order, N' = sentences' * beam: rows
 // [i * beam, (i + 1) * beam) must all come from one old sentence, which becomes sentence i.
+// Afterwards no sentence is joining.
 void reorder_state(DecoderState& st, const torch::Tensor& index, int64_t beam);
 
 // Continuous batching: sentences join a running batch between two steps. `add` is the
 // state of the new sentences (model.start: sentence entries only, nothing decoded); each
-// gets `beam` rows (the state's beam), appended after the existing ones, that start at
-// position st.filled (the kStart row entry). Sentence entries of different sizes (the
-// encoder states of longer sources) are padded: bool entries with true (a padding mask),
-// others with zeros. Refused for a state with a restricted output vocabulary (a shortlist
-// is chosen for the batch it was built for) or row entries it cannot extend.
-void admit_state(DecoderState& st, DecoderState add, int64_t beam);
+// gets one row, appended after the existing ones, that starts at position st.filled (the
+// kStart row entry); where the state has beam > 1 rows per sentence they are `joining`
+// until the next reorder. Sentence entries of different sizes (the encoder states of
+// longer sources) are padded: bool entries with true (a padding mask), others with zeros.
+// Refused for a state with a restricted output vocabulary (a shortlist is chosen for the
+// batch it was built for) or row entries it cannot extend.
+void admit_state(DecoderState& st, DecoderState add);
 
 // Forgets the first m positions (no row may start before m): the caches and the history
 // move down by m, so a batch that sentences keep joining does not grow without end.

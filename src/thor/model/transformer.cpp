@@ -2,6 +2,7 @@
 #include "thor/model/transformer.h"
 
 #include <cmath>
+#include <optional>
 
 #include "thor/common/runtime.h"
 #include "thor/ops/dropout.h"
@@ -42,6 +43,19 @@ torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x_in, const torch::
   if (!pre_norm_) x = self_attn_layer_norm(x);
   h = pre_norm_ ? final_layer_norm(x) : x;
   x = thor::dropout_add(x, ffn(h, tokens, ctx), dropout_, is_training());
+  if (!pre_norm_) x = final_layer_norm(x);
+  return x;
+}
+
+torch::Tensor EncoderLayerImpl::forward_packed(const torch::Tensor& x_in, const Packing& packed,
+                                               const torch::Tensor& pad_mask, const torch::Tensor& tokens,
+                                               const RoutingContext& ctx) {
+  auto x = x_in;
+  auto h = pre_norm_ ? self_attn_layer_norm(x) : x;
+  x = x + self_attn->self_attend_packed(h, packed, pad_mask);
+  if (!pre_norm_) x = self_attn_layer_norm(x);
+  h = pre_norm_ ? final_layer_norm(x) : x;
+  x = x + ffn(h.unsqueeze(1), tokens.unsqueeze(1), ctx).squeeze(1);
   if (!pre_norm_) x = final_layer_norm(x);
   return x;
 }
@@ -98,10 +112,21 @@ torch::Tensor DecoderLayerImpl::step(const torch::Tensor& x_in, DecoderState& st
   }
   h = pre_norm_ ? encoder_attn_layer_norm(x) : x;
   // The beams of a sentence attend to its one copy of the encoder output as `beam` query
-  // positions: [N, 1, C] -> [sentences, beam, C].
+  // positions: [N, 1, C] -> [sentences, beam, C]; sentences joining the batch at this step
+  // (one row each, after the others) as one query position.
   const auto N = x.size(0), C = x.size(2);
-  auto cross = encoder_attn->attend(h.view({N / beam, beam, C}), enc_k, enc_v, enc_pad_mask, false);
-  x = residual(x, cross.view({N, 1, C}), encoder_attn_layer_norm);
+  auto attend = [&](int64_t first_row, int64_t rows, int64_t first_sentence, int64_t width) {
+    const int64_t n = rows / width;
+    return encoder_attn
+        ->attend(h.narrow(0, first_row, rows).view({n, width, C}), enc_k.narrow(0, first_sentence, n),
+                 enc_v.narrow(0, first_sentence, n), enc_pad_mask.narrow(0, first_sentence, n), false)
+        .view({rows, 1, C});
+  };
+  const int64_t joining = st.joining, beams = N - joining;
+  auto cross = joining == 0 ? attend(0, N, 0, beam)
+               : beams == 0 ? attend(0, N, 0, 1)
+                            : torch::cat({attend(0, beams, 0, beam), attend(beams, joining, beams / beam, 1)}, 0);
+  x = residual(x, cross, encoder_attn_layer_norm);
   return ffn_block(x, tokens, ctx);
 }
 
@@ -178,6 +203,26 @@ torch::Tensor TransformerImpl::encode_with(const torch::Tensor& src, const Routi
   return x;
 }
 
+bool TransformerImpl::packs_encoder(const torch::Tensor& pad_mask, const RoutingContext& ctx) const {
+  if (is_training() || torch::GradMode::is_enabled() || !pad_mask.device().is_cpu() ||
+      encoder_embed->weight.scalar_type() != torch::kFloat || !pad_mask.any().item<bool>())
+    return false;
+  for (const auto& m : *encoder_layers)
+    if (!m->as<EncoderLayerImpl>()->ffn->position_wise(ctx)) return false;
+  return true;
+}
+
+torch::Tensor TransformerImpl::encode_packed(const torch::Tensor& src, const torch::Tensor& pad_mask,
+                                             const Packing& packed, const RoutingContext& ctx) {
+  auto x = packed.pack(embed(encoder_embed, src, 0));  // [T, C]
+  auto tokens = packed.pack(src);
+  RoutingContext token_ctx = ctx;  // a sentence's draws on each of its tokens
+  if (ctx.row_experts.defined()) token_ctx.row_experts = ctx.row_experts.index_select(0, packed.rows());
+  for (auto& m : *encoder_layers) x = m->as<EncoderLayerImpl>()->forward_packed(x, packed, pad_mask, tokens, token_ctx);
+  if (encoder_norm) x = encoder_norm(x);
+  return x;
+}
+
 torch::Tensor TransformerImpl::decode(const torch::Tensor& tgt_in, const torch::Tensor& enc,
                                       const torch::Tensor& src_pad_mask) {
   return decode_with(tgt_in, enc, src_pad_mask, ctx_);
@@ -240,14 +285,19 @@ DecoderState TransformerImpl::init_state(const torch::Tensor& src) {
                           .to(src.device());
     st.sentences["row_experts"] = ctx.row_experts;
   }
-  auto enc = encode_with(src, ctx);
+  const auto pad_mask = src.eq(cfg_.pad_id);
+  // The encoder and the cross-attention keys and values on the real tokens only, where
+  // the batch has padding and every block is position-wise (the same values as padded).
+  std::optional<Packing> packed;
+  if (packs_encoder(pad_mask, ctx)) packed = Packing::of(pad_mask);
+  auto enc = packed ? encode_packed(src, pad_mask, *packed, ctx) : encode_with(src, ctx);
   // CPU inference reads the self-attention history through an index (no copies on reorder).
   st.paged = src.device().is_cpu() && !torch::GradMode::is_enabled() && !is_training() &&
              enc.scalar_type() == torch::kFloat;
-  st.sentences["src_pad_mask"] = src.eq(cfg_.pad_id);
+  st.sentences["src_pad_mask"] = pad_mask;
   for (size_t i = 0; i < decoder_layers->size(); ++i) {
     auto layer = decoder_layers[i]->as<DecoderLayerImpl>();
-    auto [k, v] = layer->encoder_attn->project_kv(enc);
+    auto [k, v] = layer->encoder_attn->project_kv(enc, packed ? &*packed : nullptr);
     st.sentences["enc_k." + std::to_string(i)] = k;
     st.sentences["enc_v." + std::to_string(i)] = v;
   }
@@ -270,7 +320,7 @@ torch::Tensor TransformerImpl::step(const torch::Tensor& last, int64_t step, Dec
   if (st.paged) history_step(st, x.size(0));
   RoutingContext ctx = ctx_;
   if (auto it = st.sentences.find("row_experts"); it != st.sentences.end())
-    ctx.row_experts = it->second.repeat_interleave(st.beam, 0);
+    ctx.row_experts = sentence_rows(st, it->second);
   for (size_t i = 0; i < decoder_layers->size(); ++i) {
     auto id = std::to_string(i);
     auto layer = decoder_layers[i]->as<DecoderLayerImpl>();
@@ -284,10 +334,10 @@ torch::Tensor TransformerImpl::step(const torch::Tensor& last, int64_t step, Dec
   return linear(x.squeeze(1), it != st.batch.end() ? it->second : output_projection, torch::Tensor());
 }
 
-void TransformerImpl::admit(DecoderState& st, const torch::Tensor& src, int64_t beam) {
+void TransformerImpl::admit(DecoderState& st, const torch::Tensor& src) {
   auto add = init_state(src);
   add.paged = st.paged;  // the running batch's cache layout (nothing is cached yet)
-  admit_state(st, std::move(add), beam);
+  admit_state(st, std::move(add));
 }
 
 void TransformerImpl::restrict_output(DecoderState& st, const torch::Tensor& vocab) {

@@ -18,6 +18,9 @@ class EncoderLayerImpl : public torch::nn::Module {
   // x [B,S,C]; tokens [B,S] (for routing)
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& pad_mask, const torch::Tensor& tokens,
                         const RoutingContext& ctx);
+  // Inference on packed tokens: x [T, C], tokens [T]; ctx's row_experts one row per token.
+  torch::Tensor forward_packed(const torch::Tensor& x, const Packing& packed, const torch::Tensor& pad_mask,
+                               const torch::Tensor& tokens, const RoutingContext& ctx);
   MultiheadAttention self_attn{nullptr};
   torch::nn::LayerNorm self_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
   ExpertFFN ffn{nullptr};
@@ -61,6 +64,8 @@ class TransformerImpl : public torch::nn::Module {
 
   // src [B,S] -> encoder output [B,S,C]
   torch::Tensor encode(const torch::Tensor& src);
+  // The same with a routing context of the caller's (sentence-level draws in row_experts).
+  torch::Tensor encode(const torch::Tensor& src, const RoutingContext& ctx) { return encode_with(src, ctx); }
   // tgt_in [B,T] teacher-forced -> logits [B,T,V]
   torch::Tensor decode(const torch::Tensor& tgt_in, const torch::Tensor& enc,
                        const torch::Tensor& src_pad_mask);
@@ -73,9 +78,10 @@ class TransformerImpl : public torch::nn::Module {
   // projected once; self-attention keys/values are cached per layer.
   // Sentence-level expert draws come from runtime::thread_generator() (default: the global one).
   DecoderState init_state(const torch::Tensor& src);
-  // Continuous batching: the sentences src [n, S] join `state` (encoded here, `beam` rows
-  // each) and take their first step at the state's next position (admit_state).
-  void admit(DecoderState& state, const torch::Tensor& src, int64_t beam);
+  // Continuous batching: the sentences src [n, S] join `state` (encoded here, one row each
+  // until the next reorder) and take their first step at the state's next position
+  // (admit_state).
+  void admit(DecoderState& state, const torch::Tensor& src);
   // last [N] tokens at position `step` -> logits [N, V], or [N, V'] over state.vocab.
   // Rows that joined later (state.rows[kStart]) count their positions from their start.
   torch::Tensor step(const torch::Tensor& last, int64_t step, DecoderState& state);
@@ -108,6 +114,11 @@ class TransformerImpl : public torch::nn::Module {
 
  private:
   torch::Tensor encode_with(const torch::Tensor& src, const RoutingContext& ctx);
+  // Inference without the padding's work (Packing): whether this batch and context allow and
+  // profit from it, and the encoder output of the packed tokens [T, C].
+  bool packs_encoder(const torch::Tensor& pad_mask, const RoutingContext& ctx) const;
+  torch::Tensor encode_packed(const torch::Tensor& src, const torch::Tensor& pad_mask, const Packing& packed,
+                              const RoutingContext& ctx);
   torch::Tensor decode_with(const torch::Tensor& tgt_in, const torch::Tensor& enc, const torch::Tensor& src_pad_mask,
                             const RoutingContext& ctx);
   // tokens [B, T] at positions offset.. (or, given row_starts [B], row b's from offset -

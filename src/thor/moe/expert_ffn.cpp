@@ -151,6 +151,22 @@ torch::Tensor ExpertFFNImpl::dispatch_remote(const torch::Tensor& x2, const Rout
   return torch::zeros_like(x2).index_add(0, tok, y * w);
 }
 
+bool ExpertFFNImpl::position_wise(const RoutingContext& ctx) const {
+  if (experts_ == 1) return true;
+  if (is_training() || !stochastic() || !ctx.pinned.empty() || exchange_) return false;
+  switch (ctx.select) {
+    case ExpertSelect::Fixed:
+    case ExpertSelect::Merge:
+    case ExpertSelect::Ensemble:
+      return true;
+    case ExpertSelect::Sentence:
+      return ctx.row_experts.defined();
+    case ExpertSelect::Token:
+      return false;
+  }
+  return false;
+}
+
 torch::Tensor ExpertFFNImpl::forward(const torch::Tensor& x, const torch::Tensor& tokens, const RoutingContext& ctx) {
   const int64_t B = x.size(0), T = x.size(1), d = x.size(2), E = experts();
   auto x2 = x.reshape({B * T, d});

@@ -52,6 +52,11 @@ class ExpertFFNImpl : public torch::nn::Module {
   int64_t local_experts() const { return w1.size(0); }
   int64_t moe_index() const { return moe_index_; }
   bool stochastic() const { return router && router->stochastic(); }
+  // Whether, in this context, a token's output depends on that token (and its row's expert
+  // draw) alone: then the block may run on a batch's packed tokens, one row per token
+  // (ctx.row_experts spread onto them). Not with gated routers (capacity and balance depend on
+  // the whole batch), per-token random draws, pinned paths or remote experts.
+  bool position_wise(const RoutingContext& ctx) const;
 
   torch::Tensor w1, b1, w2, b2;
   std::shared_ptr<RouterImpl> router;  // null when E == 1
