@@ -9,6 +9,11 @@
 # (best valid checkpoint up to the budget; the average of the last checkpoints before it).
 #   experiments/converged.sh DATA_DIR [OUT_DIR]
 # SYSTEMS (default: dense thor2-a1 thor2-a5 switch4 random2 thor4-a1 thor4-a5), SEEDS ("1 2").
+# A system may carry modifiers for item 6's hypotheses, e.g. thor2-a5-w1000-copy: -wN the
+# consistency weight ramped up over N updates (--consistency-warmup), -copy every expert
+# starting as a copy of the first (--expert-init copy), -ufK K batches per update
+# (--update-freq; the paper's ~32k tokens: -uf8), -all experts in every layer
+# (--expert-layers all). -w and -copy need a binary newer than the study's frozen 797e168.
 # The multilingual study (item 5): LANG_PAIRS=en-de,en-fr,en-cs SYSTEMS="dense switch4 thor4-a5".
 # Every run resumes where it stopped (--resume). The runs advance round-robin in chunks of
 # CHUNK updates (default 500): every system of a seed reaches update k x CHUNK before any goes
@@ -41,14 +46,30 @@ common=(--arch transformer_tiny --share-all-embeddings --dropout 0.3 --lr 1e-3 -
         --weight-decay 1e-4 --max-tokens 4096 --precision "$precision"
         --validate-interval-updates "$interval" --save-interval-updates "$interval"
         --eval-beam 4 --eval-max-sentences 400 --no-progress --device auto)
-flags() {  # system -> its model flags
-  case $1 in
-    dense) ;;
-    random[0-9]) echo "--num-experts ${1:6:1} --router random" ;;
-    thor[0-9]-a*) echo "--num-experts ${1:4:1} --router thor --consistency-alpha ${1#*-a}" ;;
-    switch[0-9]) echo "--num-experts ${1:6:1} --router switch" ;;
-    *) echo "unknown system '$1' (dense, randomE, thorE-aALPHA, switchE)" >&2; return 1 ;;
+flags() {  # system -> its model flags: BASE[-aALPHA][-MODIFIER...]
+  local parts base out i=1
+  IFS=- read -ra parts <<< "$1"
+  base=${parts[0]}
+  case $base in
+    dense) out= ;;
+    random[0-9]) out="--num-experts ${base:6} --router random" ;;
+    thor[0-9])
+      [[ ${parts[1]:-} == a* ]] || { echo "system '$1': THOR needs -aALPHA (thor2-a5)" >&2; return 1; }
+      out="--num-experts ${base:4} --router thor --consistency-alpha ${parts[1]#a}"
+      i=2 ;;
+    switch[0-9]) out="--num-experts ${base:6} --router switch" ;;
+    *) echo "unknown system '$1' (dense, randomE, thorE-aALPHA, switchE; modifiers -wN -copy -ufK -all)" >&2; return 1 ;;
   esac
+  for (( ; i < ${#parts[@]}; i++ )); do
+    case ${parts[$i]} in
+      w[0-9]*) out+=" --consistency-warmup ${parts[$i]#w}" ;;
+      copy) out+=" --expert-init copy" ;;
+      uf[0-9]*) out+=" --update-freq ${parts[$i]#uf}" ;;
+      all) out+=" --expert-layers all" ;;
+      *) echo "system '$1': unknown modifier '${parts[$i]}' (-wN -copy -ufK -all)" >&2; return 1 ;;
+    esac
+  done
+  echo "$out"
 }
 for s in $seeds; do
   target=0

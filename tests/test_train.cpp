@@ -409,6 +409,68 @@ TEST(Train, ShortRunLogsItsPartialInterval) {
   EXPECT_TRUE(lines[0].contains("consistency"));
 }
 
+// --consistency-warmup: the first update has no consistency term (the same parameters as a
+// run with alpha 0), and from update warmup + 1 on the whole alpha applies: 2 updates with
+// warm-up 1 equal 1 update with alpha 0 resumed for 1 with alpha 5. Without warm-up alpha
+// changes the first update. The log reports the weight of the interval's last update.
+TEST(Train, ConsistencyWarmupRampsAlphaFromZero) {
+  auto run = [](const fs::path& save, double alpha, int64_t warmup, int64_t updates, bool resume = false) {
+    auto o = tiny_train(save, updates);
+    o.eval_bleu = false;
+    o.consistency_alpha = alpha, o.consistency_warmup = warmup;
+    o.resume = resume;
+    thor::train(o, tiny_thor_model(0.3));
+    return save;
+  };
+  using thor::testing::temp_dir;
+  auto warm = run(temp_dir("cw_warm"), 5.0, 100, 1), zero = run(temp_dir("cw_zero"), 0.0, 0, 1),
+       full = run(temp_dir("cw_full"), 5.0, 0, 1);
+  expect_same_last_checkpoints(warm, zero);
+  auto mz = thor::load_model((zero / "checkpoint_last.pt").string(), torch::kCPU);
+  auto mf = thor::load_model((full / "checkpoint_last.pt").string(), torch::kCPU);
+  bool differ = false;
+  for (auto& kv : mz.model->named_parameters()) differ |= !torch::equal(kv.value(), mf.model->named_parameters()[kv.key()]);
+  EXPECT_TRUE(differ) << "alpha did not change the first update";
+
+  auto ramp = run(temp_dir("cw_ramp"), 5.0, 1, 2);
+  auto phased = run(temp_dir("cw_phased"), 0.0, 0, 1);
+  run(phased, 5.0, 0, 2, /*resume=*/true);
+  expect_same_last_checkpoints(ramp, phased);
+  double logged = -1;
+  for (auto& j : train_log(ramp))
+    if (j.contains("consistency_alpha")) logged = j["consistency_alpha"];
+  EXPECT_EQ(logged, 5.0);
+}
+
+// --expert-init copy: every expert of a layer starts as the layer's first (after one update
+// at a negligible learning rate they are still equal); independent draws differ. A dense
+// model has no experts to copy.
+TEST(Train, ExpertInitCopyStartsEveryExpertAsTheFirst) {
+  for (std::string init : {"copy", "independent"}) {
+    auto save = thor::testing::temp_dir("einit_" + init);
+    auto o = tiny_train(save, 1);
+    o.eval_bleu = false;
+    o.lr = 1e-9, o.warmup_init_lr = 0;
+    o.expert_init = init;
+    auto c = tiny_thor_model(0.3);
+    c.num_experts = 3;
+    thor::train(o, c);
+    auto m = thor::load_model((save / "checkpoint_last.pt").string(), torch::kCPU);
+    ASSERT_FALSE(m.model->expert_layers().empty());
+    for (auto& layer : m.model->expert_layers())
+      for (auto* t : {&layer->w1, &layer->w2, &layer->b1}) {
+        auto spread = (*t - t->narrow(0, 0, 1)).abs().max().item<float>();
+        if (init == "copy")
+          EXPECT_LT(spread, 1e-6f);
+        else if (t != &layer->b1)  // biases start at zero either way
+          EXPECT_GT(spread, 1e-3f);
+      }
+  }
+  auto o = tiny_train(thor::testing::temp_dir("einit_dense"), 1);
+  o.expert_init = "copy";
+  EXPECT_THROW(thor::train(o, tiny_model()), thor::Error);
+}
+
 TEST(Train, LossGoesDown) {
   auto save = thor::testing::temp_dir("train_learns");
   auto o = tiny_train(save, 40);

@@ -47,6 +47,12 @@ void add_train(CLI::App& app, Common& common) {
   x->add_option("--route-level", m.route_level, "thor/random draws: batch | sentence | token")
       ->check(CLI::IsMember({"batch", "sentence", "token"}))->capture_default_str();
   x->add_option("--consistency-alpha", o.consistency_alpha, "thor: weight of the consistency loss")->capture_default_str();
+  x->add_option("--consistency-warmup", o.consistency_warmup,
+                "thor: the consistency weight grows linearly from 0 to --consistency-alpha over this many updates (0 = none)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  x->add_option("--expert-init", o.expert_init,
+                "independent: every expert initialised apart; copy: every expert of a layer starts as a copy of its first")
+      ->check(CLI::IsMember({"independent", "copy"}))->capture_default_str();
   x->add_option("--capacity-factor", m.capacity_factor, "switch/gshard capacity in training (0 = none)")->capture_default_str();
   x->add_option("--eval-capacity-factor", m.eval_capacity_factor, "switch/gshard capacity in evaluation")->capture_default_str();
   x->add_option("--balance-alpha", m.balance_alpha, "load-balancing loss coefficient")->capture_default_str();

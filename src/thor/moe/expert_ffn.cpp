@@ -151,6 +151,11 @@ torch::Tensor ExpertFFNImpl::dispatch_remote(const torch::Tensor& x2, const Rout
   return torch::zeros_like(x2).index_add(0, tok, y * w);
 }
 
+void ExpertFFNImpl::copy_first_expert() {
+  torch::NoGradGuard ng;
+  for (auto* t : {&w1, &b1, &w2, &b2}) t->copy_(t->narrow(0, 0, 1).clone().expand_as(*t));
+}
+
 bool ExpertFFNImpl::position_wise(const RoutingContext& ctx) const {
   if (experts_ == 1) return true;
   if (is_training() || !stochastic() || !ctx.pinned.empty() || exchange_) return false;

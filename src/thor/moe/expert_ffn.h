@@ -68,6 +68,8 @@ class ExpertFFNImpl : public torch::nn::Module {
   // Expert parallel with a gated router: the experts of other ranks are reached through
   // `ex` (tokens sent to their expert's rank and back, forward and backward); null = all here.
   void set_exchange(TokenExchange* ex) { exchange_ = ex; }
+  // Every expert held here becomes a copy of the first (--expert-init copy).
+  void copy_first_expert();
 
  private:
   // tokens of experts held elsewhere: to their rank, through the expert, back ([N, d] out)

@@ -82,6 +82,7 @@ void to_json(nlohmann::json& j, const TrainOptions& o) {
        {"label_smoothing", o.label_smoothing}, {"max_update", o.max_update},
        {"max_epoch", o.max_epoch}, {"max_time_s", o.max_time_s}, {"seed", o.seed},
        {"eval_beam", o.eval_beam}, {"eval_lenpen", o.eval_lenpen}, {"consistency_alpha", o.consistency_alpha},
+       {"consistency_warmup", o.consistency_warmup}, {"expert_init", o.expert_init},
        {"precision", o.precision}, {"keep_last", o.keep_last}, {"max_bad_updates", o.max_bad_updates}, {"sampling_temperature", o.sampling_temperature}};
 }
 
@@ -200,8 +201,16 @@ class Trainer {
     } else {
       if (opt.resume) THOR_LOG("train") << "--resume: no checkpoint in " << opt.save_dir << ", starting fresh";
       cfg.vocab_size = vocab_.size();
-      shard_experts(cfg);
+      const bool sharded = shard_experts(cfg);
       model_ = Transformer(cfg);
+      if (opt.expert_init == "copy") {
+        if (model_->expert_layers().empty())
+          throw Error("--expert-init copy: the model has no expert layers (--num-experts > 1)");
+        if (sharded) throw Error("--expert-init copy: not with --expert-parallel over several ranks");
+        for (ExpertFFN layer : model_->expert_layers()) layer->copy_first_expert();  // holders share the module
+      } else if (opt.expert_init != "independent") {
+        throw Error("--expert-init " + opt.expert_init + ": expected independent or copy");
+      }
       model_->to(device_);
     }
     model_->train();
@@ -422,6 +431,8 @@ class Trainer {
       reduce_expert_stats();
       stats_.add_to(j, model_->expert_layer_names(), int_tokens);
       if (!two_pass_) j.erase("consistency");  // only THOR's two passes have one
+      // the weight of the interval's last update
+      if (two_pass_ && opt_.consistency_warmup > 0) j["consistency_alpha"] = consistency_alpha(pos_.num_updates - 1);
       write_log(j, tty);
       interval_start = Clock::now();
       int_loss = int_nll = int_gnorm = int_flops = 0, int_tokens = int_src_tokens = int_updates = int_bad = 0;
@@ -568,9 +579,16 @@ class Trainer {
   // With `overlap` (one shard; the update's last batch of a distributed run) the backward
   // pass accumulates into the parameters' gradients itself, and the reducer's hooks start
   // each bucket's all-reduce as soon as its gradients are final.
+  // The consistency weight of the update that follows `done` updates (--consistency-warmup).
+  double consistency_alpha(int64_t done) const {
+    if (opt_.consistency_warmup <= 0) return opt_.consistency_alpha;
+    return opt_.consistency_alpha *
+           std::min(1.0, static_cast<double>(done) / static_cast<double>(opt_.consistency_warmup));
+  }
+
   std::pair<double, double> forward_backward(const std::vector<Batch>& shards, const BatchDraws& draws,
                                              int64_t ntok_update, bool overlap) {
-    const ObjectiveOptions o{opt_.label_smoothing, opt_.consistency_alpha, two_pass_};
+    const ObjectiveOptions o{opt_.label_smoothing, consistency_alpha(pos_.num_updates), two_pass_};
     const auto& pinned = draws.experts;
     const uint64_t seed = draws.seed;
     std::vector<ObjectiveResult> res(shards.size());

@@ -31,6 +31,12 @@ struct TrainOptions {
   double adam_beta1 = 0.9, adam_beta2 = 0.98, adam_eps = 1e-8, weight_decay = 0.0;
   double clip_norm = 0.0, label_smoothing = 0.1;
   double consistency_alpha = 5.0;  // THOR router: weight of the consistency loss
+  // THOR: the consistency weight grows linearly from 0 over the first consistency_warmup
+  // updates (update u uses alpha * min(1, (u - 1) / warmup)); 0: the whole alpha from the start.
+  int64_t consistency_warmup = 0;
+  // Expert initialisation of a fresh run: "independent" (every expert drawn apart) or
+  // "copy" (every expert of a layer starts as a copy of the layer's first).
+  std::string expert_init = "independent";
   int64_t max_update = 0, max_epoch = 0;  // 0 = no limit
   double max_time_s = 0;                  // 0 = no limit
   int64_t log_interval = 50;
