@@ -13,7 +13,8 @@
 # consistency weight ramped up over N updates (--consistency-warmup), -copy every expert
 # starting as a copy of the first (--expert-init copy), -ufK K batches per update
 # (--update-freq; the paper's ~32k tokens: -uf8), -all experts in every layer
-# (--expert-layers all). -w and -copy need a binary newer than the study's frozen 797e168.
+# (--expert-layers all), -logits the consistency on the logits (--consistency-on logits).
+# -w, -copy and -logits need a binary newer than the study's frozen 797e168.
 # The multilingual study (item 5): LANG_PAIRS=en-de,en-fr,en-cs SYSTEMS="dense switch4 thor4-a5".
 # Every run resumes where it stopped (--resume). The runs advance round-robin in chunks of
 # CHUNK updates (default 500): every system of a seed reaches update k x CHUNK before any goes
@@ -58,7 +59,7 @@ flags() {  # system -> its model flags: BASE[-aALPHA][-MODIFIER...]
       out="--num-experts ${base:4} --router thor --consistency-alpha ${parts[1]#a}"
       i=2 ;;
     switch[0-9]) out="--num-experts ${base:6} --router switch" ;;
-    *) echo "unknown system '$1' (dense, randomE, thorE-aALPHA, switchE; modifiers -wN -copy -ufK -all)" >&2; return 1 ;;
+    *) echo "unknown system '$1' (dense, randomE, thorE-aALPHA, switchE; modifiers -wN -copy -ufK -all -logits)" >&2; return 1 ;;
   esac
   for (( ; i < ${#parts[@]}; i++ )); do
     case ${parts[$i]} in
@@ -66,7 +67,8 @@ flags() {  # system -> its model flags: BASE[-aALPHA][-MODIFIER...]
       copy) out+=" --expert-init copy" ;;
       uf[0-9]*) out+=" --update-freq ${parts[$i]#uf}" ;;
       all) out+=" --expert-layers all" ;;
-      *) echo "system '$1': unknown modifier '${parts[$i]}' (-wN -copy -ufK -all)" >&2; return 1 ;;
+      logits) out+=" --consistency-on logits" ;;
+      *) echo "system '$1': unknown modifier '${parts[$i]}' (-wN -copy -ufK -all -logits)" >&2; return 1 ;;
     esac
   done
   echo "$out"

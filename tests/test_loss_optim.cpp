@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "fixtures.h"
+#include "thor/common/error.h"
 #include "thor/train/loss.h"
 #include "thor/train/optim.h"
 
@@ -42,15 +43,17 @@ TEST(Loss, NoSmoothingIsCrossEntropy) {
 
 // The fused sweep against autograd through the composite formulas: loss, statistics and the
 // gradient of every logit, one pass (dense) and two passes (THOR), pad rows included, with
-// more rows than one block so several blocks (and threads) share the work.
-void check_fused_against_composite(int64_t groups, double alpha, int64_t V = 5000) {
+// more rows than one block so several blocks (and threads) share the work; the consistency
+// on the probabilities (the paper) or on the logits.
+void check_fused_against_composite(int64_t groups, double alpha, int64_t V = 5000,
+                                   thor::Consistency on = thor::Consistency::Probabilities) {
   torch::manual_seed(3);
   const int64_t N = 37, pad = 0;
   auto target = torch::randint(1, V, {N}, torch::kLong);
   target.index_put_({torch::tensor({4, 17, 36})}, pad);
   auto logits = (torch::randn({groups * N, V}) * 3).requires_grad_();
   auto weight = torch::rand({});  // a non-unit upstream gradient
-  auto fused = thor::fused_translation_loss(logits, target, groups, 0.1, alpha, pad);
+  auto fused = thor::fused_translation_loss(logits, target, groups, 0.1, alpha, pad, on);
   (fused.loss * weight).backward();
   auto g_fused = logits.grad().clone();
   logits.grad().zero_();
@@ -66,7 +69,9 @@ void check_fused_against_composite(int64_t groups, double alpha, int64_t V = 500
   }
   double cons = 0;
   if (groups == 2) {
-    auto c = thor::consistency_loss(lprobs[0], lprobs[1], target.ne(pad));
+    auto z = logits.view({groups, N, V});
+    auto c = on == thor::Consistency::Logits ? thor::consistency_logits_loss(z[0], z[1], target.ne(pad))
+                                             : thor::consistency_loss(lprobs[0], lprobs[1], target.ne(pad));
     cons = c.item<double>();
     loss = loss + alpha * c;
   }
@@ -86,6 +91,11 @@ void check_fused_against_composite(int64_t groups, double alpha, int64_t V = 500
 
 TEST(Loss, FusedEqualsCompositeOnePass) { check_fused_against_composite(1, 0.0); }
 TEST(Loss, FusedEqualsCompositeTwoPasses) { check_fused_against_composite(2, 5.0); }
+TEST(Loss, FusedEqualsCompositeConsistencyOnLogits) {
+  check_fused_against_composite(2, 5.0, 5000, thor::Consistency::Logits);
+  check_fused_against_composite(2, 5.0, 13, thor::Consistency::Logits);  // the loops' scalar tails
+  EXPECT_THROW(thor::parse_consistency("kl"), thor::Error);
+}
 // fewer logits than one vector of partial sums: only the loops' scalar tails run
 TEST(Loss, FusedEqualsCompositeSmallVocabulary) {
   check_fused_against_composite(1, 0.0, 13);

@@ -442,6 +442,33 @@ TEST(Train, ConsistencyWarmupRampsAlphaFromZero) {
   EXPECT_EQ(logged, 5.0);
 }
 
+// --consistency-on logits reaches the objective: the first update differs from the one on
+// probabilities, and the logged consistency is the logits' (1/2 mean squared difference, far
+// larger than the symmetric KL of two nearly equal distributions).
+TEST(Train, ConsistencyOnLogitsChangesTheUpdate) {
+  std::map<std::string, fs::path> dirs;
+  std::map<std::string, double> logged;
+  for (std::string on : {"probs", "logits"}) {
+    dirs[on] = thor::testing::temp_dir("con_" + on);
+    auto o = tiny_train(dirs[on], 2);
+    o.eval_bleu = false;
+    o.consistency_on = on;
+    thor::train(o, tiny_thor_model(0.3));
+    for (auto& j : train_log(dirs[on]))
+      if (j.contains("consistency")) logged[on] = j["consistency"];
+  }
+  auto a = thor::load_model((dirs["probs"] / "checkpoint_last.pt").string(), torch::kCPU);
+  auto b = thor::load_model((dirs["logits"] / "checkpoint_last.pt").string(), torch::kCPU);
+  bool differ = false;
+  for (auto& kv : a.model->named_parameters()) differ |= !torch::equal(kv.value(), b.model->named_parameters()[kv.key()]);
+  EXPECT_TRUE(differ);
+  ASSERT_EQ(logged.size(), 2u);
+  EXPECT_GT(logged["logits"], logged["probs"]);
+  auto o = tiny_train(thor::testing::temp_dir("con_bad"), 1);
+  o.consistency_on = "kl";
+  EXPECT_THROW(thor::train(o, tiny_thor_model(0.3)), thor::Error);
+}
+
 // --expert-init copy: every expert of a layer starts as the layer's first (after one update
 // at a negligible learning rate they are still equal); independent draws differ. A dense
 // model has no experts to copy.

@@ -50,6 +50,9 @@ void add_train(CLI::App& app, Common& common) {
   x->add_option("--consistency-warmup", o.consistency_warmup,
                 "thor: the consistency weight grows linearly from 0 to --consistency-alpha over this many updates (0 = none)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
+  x->add_option("--consistency-on", o.consistency_on,
+                "thor: probs (the paper's symmetric KL of the two passes' probabilities) or logits (1/2 mean squared difference)")
+      ->check(CLI::IsMember({"probs", "logits"}))->capture_default_str();
   x->add_option("--expert-init", o.expert_init,
                 "independent: every expert initialised apart; copy: every expert of a layer starts as a copy of its first")
       ->check(CLI::IsMember({"independent", "copy"}))->capture_default_str();

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 
+#include "thor/common/error.h"
 #include "thor/ops/simd.h"
 
 namespace thor {
@@ -34,6 +35,17 @@ LossResult label_smoothed_nll_lprobs(const torch::Tensor& lprobs, const torch::T
 torch::Tensor consistency_loss(const torch::Tensor& lp, const torch::Tensor& lq, const torch::Tensor& keep) {
   auto per_token = 0.5 * ((lp.exp() - lq.exp()) * (lp - lq)).sum(-1);  // [N]
   return (per_token * keep.reshape({-1}).to(per_token.dtype())).sum();
+}
+
+torch::Tensor consistency_logits_loss(const torch::Tensor& z0, const torch::Tensor& z1, const torch::Tensor& keep) {
+  auto per_token = 0.5 * (z0 - z1).pow(2).mean(-1);  // [N]
+  return (per_token * keep.reshape({-1}).to(per_token.dtype())).sum();
+}
+
+Consistency parse_consistency(const std::string& name) {
+  if (name == "probs") return Consistency::Probabilities;
+  if (name == "logits") return Consistency::Logits;
+  throw Error("--consistency-on " + name + ": expected probs or logits");
 }
 
 }  // namespace thor
@@ -133,9 +145,28 @@ THOR_VECTOR_CLONES void cons_grad_row(const float* z0, const float* z1, float c,
   }
 }
 
+// Consistency on the logits: g0 += a d, g1 -= a d with d = z0 - z1; returns sum d^2.
+THOR_VECTOR_CLONES float logit_cons_row(const float* z0, const float* z1, float* g0, float* g1, float a, int64_t V) {
+  f32x16 acc = {};
+  int64_t v = 0;
+  for (; v + kLanes <= V; v += kLanes) {
+    const f32x16 d = load16(z0 + v) - load16(z1 + v);
+    store16(g0 + v, load16(g0 + v) + a * d);
+    store16(g1 + v, load16(g1 + v) - a * d);
+    acc += d * d;
+  }
+  float s = simd::hsum16(acc);
+  for (; v < V; ++v) {
+    const float d = z0[v] - z1[v];
+    g0[v] += a * d, g1[v] -= a * d;
+    s += d * d;
+  }
+  return s;
+}
+
 // Loss terms and gradient rows of row i of every pass (z, g: [groups * N, V] float).
 RowSums loss_row(const float* Z, float* G, int64_t i, int64_t N, int64_t V, int64_t groups, int64_t t, double eps,
-                 double alpha) {
+                 double alpha, Consistency on) {
   const double eps_i = V > 1 ? eps / static_cast<double>(V - 1) : 0.0;
   const double hit = 1.0 - eps - eps_i;
   RowSums s;
@@ -163,6 +194,15 @@ RowSums loss_row(const float* Z, float* G, int64_t i, int64_t N, int64_t V, int6
   const float* z1 = Z + (N + i) * V;
   float* p = G + i * V;
   float* q = G + (N + i) * V;
+  if (on == Consistency::Logits) {  // each pass's CE gradient, then alpha/V (z0 - z1) between them
+    ce_grad_row(p, static_cast<float>(inv[0]), static_cast<float>(eps_i), V);
+    ce_grad_row(q, static_cast<float>(inv[1]), static_cast<float>(eps_i), V);
+    const double sq = logit_cons_row(z0, z1, p, q, static_cast<float>(alpha / static_cast<double>(V)), V);
+    s.cons = 0.5 * sq / static_cast<double>(V);
+    p[t] -= static_cast<float>(hit);
+    q[t] -= static_cast<float>(hit);
+    return s;
+  }
   const float c = static_cast<float>(lse[0] - lse[1]);
   float kl_pq = 0, kl_qp = 0;
   kl_row(z0, z1, c, p, q, static_cast<float>(inv[0]), static_cast<float>(inv[1]), V, &kl_pq, &kl_qp);
@@ -178,7 +218,7 @@ RowSums loss_row(const float* Z, float* G, int64_t i, int64_t N, int64_t V, int6
 
 // The same closed forms with ATen ops over all rows at once (devices other than the CPU).
 torch::Tensor composite_loss(const torch::Tensor& z, const torch::Tensor& tgt, int64_t groups, double eps,
-                             double alpha, int64_t pad, RowSums* sums) {
+                             double alpha, int64_t pad, Consistency on, RowSums* sums) {
   const int64_t N = tgt.numel(), V = z.size(1);
   const double eps_i = V > 1 ? eps / static_cast<double>(V - 1) : 0.0;
   const double hit = 1.0 - eps - eps_i;
@@ -193,7 +233,13 @@ torch::Tensor composite_loss(const torch::Tensor& z, const torch::Tensor& tgt, i
     sums->nll += ce.nll.item<double>();
     sums->ls += ce.loss.item<double>();
   }
-  if (groups == 2) {
+  if (groups == 2 && on == Consistency::Logits) {
+    auto d = (z.narrow(0, 0, N) - z.narrow(0, N, N)).to(torch::kFloat);
+    sums->cons = 0.5 * ((d * d).mean(1) * keep).sum().item<double>();
+    const double a = alpha / static_cast<double>(V);
+    torch::add_out(gs[0], p[0], d, a);
+    torch::add_out(gs[1], p[1], d, -a);
+  } else if (groups == 2) {
     auto d = lp[0] - lp[1];
     auto kl_pq = (p[0] * d).sum(1, true), kl_qp = -(p[1] * d).sum(1, true);
     sums->cons = 0.5 * ((kl_pq + kl_qp).squeeze(1) * keep).sum().item<double>();
@@ -213,7 +259,8 @@ class FusedLoss : public torch::autograd::Function<FusedLoss> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& logits,
                                const torch::Tensor& target, int64_t groups, double eps, double alpha, int64_t pad,
-                               FusedLossResult* out) {
+                               int64_t on_logits, FusedLossResult* out) {
+    const Consistency on = on_logits ? Consistency::Logits : Consistency::Probabilities;
     RECORD_FUNCTION("thor::loss", std::vector<c10::IValue>());
     const int64_t N = target.numel(), V = logits.size(1);
     torch::Tensor grad;
@@ -235,12 +282,12 @@ class FusedLoss : public torch::autograd::Function<FusedLoss> {
             for (int64_t g = 0; g < groups; ++g) std::fill_n(G + (g * N + i) * V, V, 0.0f);
             continue;
           }
-          sums[static_cast<size_t>(i)] = loss_row(Z, G, i, N, V, groups, T[i], eps, groups == 2 ? alpha : 0.0);
+          sums[static_cast<size_t>(i)] = loss_row(Z, G, i, N, V, groups, T[i], eps, groups == 2 ? alpha : 0.0, on);
         }
       });
       for (auto& s : sums) total.ls += s.ls, total.nll += s.nll, total.cons += s.cons;
     } else {
-      grad = composite_loss(logits.detach(), target.reshape({-1}), groups, eps, alpha, pad, &total);
+      grad = composite_loss(logits.detach(), target.reshape({-1}), groups, eps, alpha, pad, on, &total);
     }
     out->ce = total.ls / static_cast<double>(groups);
     out->nll = total.nll / static_cast<double>(groups);
@@ -258,19 +305,20 @@ class FusedLoss : public torch::autograd::Function<FusedLoss> {
     grad.mul_(grad_out[0].to(grad.scalar_type()));
     ctx->saved_data.erase("grad");
     return {grad, torch::Tensor(), torch::Tensor(), torch::Tensor(),
-            torch::Tensor(), torch::Tensor(), torch::Tensor()};
+            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
 }  // namespace
 
 FusedLossResult fused_translation_loss(const torch::Tensor& logits, const torch::Tensor& target, int64_t groups,
-                                       double epsilon, double alpha, int64_t pad) {
+                                       double epsilon, double alpha, int64_t pad, Consistency on) {
   TORCH_CHECK(groups == 1 || groups == 2, "fused_translation_loss: 1 or 2 passes");
   TORCH_CHECK(logits.dim() == 2 && logits.size(0) == groups * target.numel(),
               "fused_translation_loss: logits must be [groups * N, V]");
   FusedLossResult r;
-  r.loss = FusedLoss::apply(logits, target, groups, epsilon, alpha, pad, &r);
+  r.loss = FusedLoss::apply(logits, target, groups, epsilon, alpha, pad,
+                            static_cast<int64_t>(on == Consistency::Logits ? 1 : 0), &r);
   return r;
 }
 

@@ -19,7 +19,7 @@ ObjectiveResult compute_objective(Transformer& model, const Batch& b, const Obje
   auto logits = o.two_pass ? model->forward(torch::cat({b.src, b.src}), torch::cat({b.tgt_in, b.tgt_in}), ctx)
                            : model->forward(b.src, b.tgt_in, ctx);
   auto res = fused_translation_loss(logits.reshape({-1, logits.size(-1)}), b.tgt_out, groups, o.label_smoothing,
-                                    o.consistency_alpha, pad);
+                                    o.consistency_alpha, pad, o.consistency_on);
   r.loss = res.loss;
   r.ce = res.ce;
   r.nll = res.nll;

@@ -7,6 +7,7 @@
 
 #include "thor/data/dataset.h"
 #include "thor/model/transformer.h"
+#include "thor/train/loss.h"
 
 namespace thor {
 
@@ -14,6 +15,7 @@ struct ObjectiveOptions {
   double label_smoothing = 0.1;
   double consistency_alpha = 5.0;
   bool two_pass = false;
+  Consistency consistency_on = Consistency::Probabilities;
 };
 
 struct ObjectiveResult {

@@ -82,7 +82,7 @@ void to_json(nlohmann::json& j, const TrainOptions& o) {
        {"label_smoothing", o.label_smoothing}, {"max_update", o.max_update},
        {"max_epoch", o.max_epoch}, {"max_time_s", o.max_time_s}, {"seed", o.seed},
        {"eval_beam", o.eval_beam}, {"eval_lenpen", o.eval_lenpen}, {"consistency_alpha", o.consistency_alpha},
-       {"consistency_warmup", o.consistency_warmup}, {"expert_init", o.expert_init},
+       {"consistency_warmup", o.consistency_warmup}, {"consistency_on", o.consistency_on}, {"expert_init", o.expert_init},
        {"precision", o.precision}, {"keep_last", o.keep_last}, {"max_bad_updates", o.max_bad_updates}, {"sampling_temperature", o.sampling_temperature}};
 }
 
@@ -279,6 +279,7 @@ class Trainer {
                       << precision_name(matmul_precision()) << " products";
     auto experts = model_->expert_layers();
     two_pass_ = !experts.empty() && experts.front()->router->two_pass();
+    consistency_on_ = parse_consistency(opt.consistency_on);
     if (!experts.empty())
       THOR_LOG("train") << experts.size() << " expert layers x " << cfg.num_experts << " experts, router "
                         << cfg.router << (two_pass_ ? " (two stochastic passes + consistency)" : "");
@@ -588,7 +589,7 @@ class Trainer {
 
   std::pair<double, double> forward_backward(const std::vector<Batch>& shards, const BatchDraws& draws,
                                              int64_t ntok_update, bool overlap) {
-    const ObjectiveOptions o{opt_.label_smoothing, consistency_alpha(pos_.num_updates), two_pass_};
+    const ObjectiveOptions o{opt_.label_smoothing, consistency_alpha(pos_.num_updates), two_pass_, consistency_on_};
     const auto& pinned = draws.experts;
     const uint64_t seed = draws.seed;
     std::vector<ObjectiveResult> res(shards.size());
@@ -1027,6 +1028,7 @@ class Trainer {
   std::unique_ptr<Progress> progress_;  // the terminal's progress line (none off a terminal)
   std::unique_ptr<OpProfile> profile_;
   bool two_pass_ = false;
+  Consistency consistency_on_ = Consistency::Probabilities;
   int64_t workers_ = 1;                // shards of every batch run at once
   std::vector<torch::Tensor> params_;  // the parameters gradients go to
   std::vector<torch::Tensor> reduced_params_;  // those summed over the ranks (not this rank's own experts)

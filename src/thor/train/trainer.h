@@ -34,6 +34,9 @@ struct TrainOptions {
   // THOR: the consistency weight grows linearly from 0 over the first consistency_warmup
   // updates (update u uses alpha * min(1, (u - 1) / warmup)); 0: the whole alpha from the start.
   int64_t consistency_warmup = 0;
+  // THOR: what the consistency term compares: "probs" (the paper's symmetric KL) or
+  // "logits" (1/2 mean squared difference of the two passes' logits).
+  std::string consistency_on = "probs";
   // Expert initialisation of a fresh run: "independent" (every expert drawn apart) or
   // "copy" (every expert of a layer starts as a copy of the layer's first).
   std::string expert_init = "independent";
