@@ -58,12 +58,11 @@ void BeamStream::admit(const torch::Tensor& src, const std::vector<int64_t>& ids
     if (n > 0) state_.capacity = std::min<int64_t>(*std::max_element(max_len.begin(), max_len.end()) + 1, 32);
     tokens_.clear(), pos_scores_.clear(), scores_.clear(), last_.clear();
     position_ = 0;
-    joining_ = 0;
   } else {
     // Joining a running batch: one row per sentence (its first step has one candidate, as
-    // alone), after the others' beams, until the next reorder gives it its beam.
+    // alone), after the others' beams, until the next reorder gives it its beam; the
+    // state counts them (DecoderState::joining).
     model_.admit(state_, src);
-    if (width_ > 1) joining_ += n;
   }
   for (int64_t b = 0; b < n; ++b) {
     sentences_.push_back({ids[b], max_len[b], position_, {}});
@@ -93,8 +92,8 @@ std::vector<std::pair<int64_t, std::vector<Hypothesis>>> BeamStream::step() {
   const int64_t t = position_++;  // the batch's position of this step
   auto device = state_.sentences.empty() ? torch::Device(torch::kCPU) : state_.sentences.begin()->second.device();
   const auto A = static_cast<int64_t>(sentences_.size());
-  // Rows: `width` per sentence, then one per joining sentence (the last `joining_`).
-  const int64_t stepped = A - joining_;
+  // Rows: `width` per sentence, then one per joining sentence (the state's last `joining`).
+  const int64_t joining = state_.joining, stepped = A - joining;
   auto row0 = [&](int64_t a) { return a < stepped ? a * width : stepped * width + (a - stepped); };
   auto width_of = [&](int64_t a) { return a < stepped ? width : int64_t{1}; };
   auto last_t = torch::tensor(last_, torch::kLong).to(device);
@@ -124,10 +123,10 @@ std::vector<std::pair<int64_t, std::vector<Hypothesis>>> BeamStream::step() {
     return std::make_pair(s, i);
   };
   torch::Tensor top_scores, top_idx;
-  if (joining_ == 0) {
+  if (joining == 0) {
     std::tie(top_scores, top_idx) = top_of(0, A, width);
   } else {
-    auto joined = top_of(stepped, joining_, 1);
+    auto joined = top_of(stepped, joining, 1);
     if (stepped == 0) {
       std::tie(top_scores, top_idx) = joined;
     } else {
@@ -209,7 +208,6 @@ std::vector<std::pair<int64_t, std::vector<Hypothesis>>> BeamStream::step() {
   }
   reorder_state(state_, torch::tensor(keep_rows, torch::kLong), K);
   width_ = K;
-  joining_ = 0;
   sentences_ = std::move(next_sentences);
   tokens_ = std::move(next_tokens);
   pos_scores_ = std::move(next_pos);

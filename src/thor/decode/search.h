@@ -78,7 +78,6 @@ class BeamStream {
   std::vector<int64_t> vocab_;  // the step's columns (a shortlist), empty: the vocabulary
   int64_t pad_col_ = -1, bos_col_ = -1, eos_col_ = -1;
   int64_t width_ = 1;  // rows per sentence: 1 before the first step, then beam
-  int64_t joining_ = 0;  // the last sentences joined since the last step: one row each
   int64_t position_ = 0;  // the batch's next step (the model's state.filled)
   std::vector<Sentence> sentences_;
   // per row: tokens so far (without bos), positional scores, cumulative score, last token

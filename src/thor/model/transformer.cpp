@@ -35,27 +35,17 @@ EncoderLayerImpl::EncoderLayerImpl(const ModelConfig& c, int64_t experts, int64_
 }
 
 torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x_in, const torch::Tensor& pad_mask,
-                                        const torch::Tensor& tokens, const RoutingContext& ctx) {
+                                        const torch::Tensor& tokens, const RoutingContext& ctx,
+                                        const Packing* packed) {
   auto x = x_in;
   auto h = pre_norm_ ? self_attn_layer_norm(x) : x;
-  h = self_attn(h, h, pad_mask, /*causal=*/false);
+  h = packed ? self_attn->self_attend_packed(h, *packed, pad_mask) : self_attn(h, h, pad_mask, /*causal=*/false);
   x = thor::dropout_add(x, h, dropout_, is_training());
   if (!pre_norm_) x = self_attn_layer_norm(x);
   h = pre_norm_ ? final_layer_norm(x) : x;
-  x = thor::dropout_add(x, ffn(h, tokens, ctx), dropout_, is_training());
-  if (!pre_norm_) x = final_layer_norm(x);
-  return x;
-}
-
-torch::Tensor EncoderLayerImpl::forward_packed(const torch::Tensor& x_in, const Packing& packed,
-                                               const torch::Tensor& pad_mask, const torch::Tensor& tokens,
-                                               const RoutingContext& ctx) {
-  auto x = x_in;
-  auto h = pre_norm_ ? self_attn_layer_norm(x) : x;
-  x = x + self_attn->self_attend_packed(h, packed, pad_mask);
-  if (!pre_norm_) x = self_attn_layer_norm(x);
-  h = pre_norm_ ? final_layer_norm(x) : x;
-  x = x + ffn(h.unsqueeze(1), tokens.unsqueeze(1), ctx).squeeze(1);
+  // packed: one row per token for the feed-forward block
+  h = packed ? ffn(h.unsqueeze(1), tokens.unsqueeze(1), ctx).squeeze(1) : ffn(h, tokens, ctx);
+  x = thor::dropout_add(x, h, dropout_, is_training());
   if (!pre_norm_) x = final_layer_norm(x);
   return x;
 }
@@ -195,10 +185,16 @@ torch::Tensor TransformerImpl::project(const torch::Tensor& h) {
 
 torch::Tensor TransformerImpl::encode(const torch::Tensor& src) { return encode_with(src, ctx_); }
 
-torch::Tensor TransformerImpl::encode_with(const torch::Tensor& src, const RoutingContext& ctx) {
+torch::Tensor TransformerImpl::encode_with(const torch::Tensor& src, const RoutingContext& ctx, const Packing* packed) {
   auto pad_mask = src.eq(cfg_.pad_id);  // [B, S]
   auto x = embed(encoder_embed, src, 0);
-  for (auto& m : *encoder_layers) x = m->as<EncoderLayerImpl>()->forward(x, pad_mask, src, ctx);
+  auto tokens = src;
+  RoutingContext layer_ctx = ctx;
+  if (packed) {  // [T, C] rows; a sentence's expert draws on each of its tokens
+    x = packed->pack(x), tokens = packed->pack(src);
+    if (ctx.row_experts.defined()) layer_ctx.row_experts = ctx.row_experts.index_select(0, packed->rows());
+  }
+  for (auto& m : *encoder_layers) x = m->as<EncoderLayerImpl>()->forward(x, pad_mask, tokens, layer_ctx, packed);
   if (encoder_norm) x = encoder_norm(x);
   return x;
 }
@@ -210,17 +206,6 @@ bool TransformerImpl::packs_encoder(const torch::Tensor& pad_mask, const Routing
   for (const auto& m : *encoder_layers)
     if (!m->as<EncoderLayerImpl>()->ffn->position_wise(ctx)) return false;
   return true;
-}
-
-torch::Tensor TransformerImpl::encode_packed(const torch::Tensor& src, const torch::Tensor& pad_mask,
-                                             const Packing& packed, const RoutingContext& ctx) {
-  auto x = packed.pack(embed(encoder_embed, src, 0));  // [T, C]
-  auto tokens = packed.pack(src);
-  RoutingContext token_ctx = ctx;  // a sentence's draws on each of its tokens
-  if (ctx.row_experts.defined()) token_ctx.row_experts = ctx.row_experts.index_select(0, packed.rows());
-  for (auto& m : *encoder_layers) x = m->as<EncoderLayerImpl>()->forward_packed(x, packed, pad_mask, tokens, token_ctx);
-  if (encoder_norm) x = encoder_norm(x);
-  return x;
 }
 
 torch::Tensor TransformerImpl::decode(const torch::Tensor& tgt_in, const torch::Tensor& enc,
@@ -290,7 +275,7 @@ DecoderState TransformerImpl::init_state(const torch::Tensor& src) {
   // the batch has padding and every block is position-wise (the same values as padded).
   std::optional<Packing> packed;
   if (packs_encoder(pad_mask, ctx)) packed = Packing::of(pad_mask);
-  auto enc = packed ? encode_packed(src, pad_mask, *packed, ctx) : encode_with(src, ctx);
+  auto enc = encode_with(src, ctx, packed ? &*packed : nullptr);
   // CPU inference reads the self-attention history through an index (no copies on reorder).
   st.paged = src.device().is_cpu() && !torch::GradMode::is_enabled() && !is_training() &&
              enc.scalar_type() == torch::kFloat;

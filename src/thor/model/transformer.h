@@ -15,12 +15,10 @@ namespace thor {
 class EncoderLayerImpl : public torch::nn::Module {
  public:
   EncoderLayerImpl(const ModelConfig& c, int64_t experts, int64_t moe_index);
-  // x [B,S,C]; tokens [B,S] (for routing)
+  // x [B,S,C]; tokens [B,S] (for routing). With `packed` (inference): x [T, C] and tokens [T]
+  // are the batch's real tokens, ctx's row_experts one row per token.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& pad_mask, const torch::Tensor& tokens,
-                        const RoutingContext& ctx);
-  // Inference on packed tokens: x [T, C], tokens [T]; ctx's row_experts one row per token.
-  torch::Tensor forward_packed(const torch::Tensor& x, const Packing& packed, const torch::Tensor& pad_mask,
-                               const torch::Tensor& tokens, const RoutingContext& ctx);
+                        const RoutingContext& ctx, const Packing* packed = nullptr);
   MultiheadAttention self_attn{nullptr};
   torch::nn::LayerNorm self_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
   ExpertFFN ffn{nullptr};
@@ -113,12 +111,12 @@ class TransformerImpl : public torch::nn::Module {
   torch::nn::LayerNorm encoder_norm{nullptr}, decoder_norm{nullptr};  // pre-norm only
 
  private:
-  torch::Tensor encode_with(const torch::Tensor& src, const RoutingContext& ctx);
-  // Inference without the padding's work (Packing): whether this batch and context allow and
-  // profit from it, and the encoder output of the packed tokens [T, C].
+  // src [B, S] -> [B, S, C]; with `packed` (inference without the padding's work, see
+  // packs_encoder) -> the packed tokens' outputs [T, C].
+  torch::Tensor encode_with(const torch::Tensor& src, const RoutingContext& ctx, const Packing* packed = nullptr);
+  // Whether this batch and context allow packing (every encoder block position-wise) and
+  // profit from it (the batch has padding).
   bool packs_encoder(const torch::Tensor& pad_mask, const RoutingContext& ctx) const;
-  torch::Tensor encode_packed(const torch::Tensor& src, const torch::Tensor& pad_mask, const Packing& packed,
-                              const RoutingContext& ctx);
   torch::Tensor decode_with(const torch::Tensor& tgt_in, const torch::Tensor& enc, const torch::Tensor& src_pad_mask,
                             const RoutingContext& ctx);
   // tokens [B, T] at positions offset.. (or, given row_starts [B], row b's from offset -
