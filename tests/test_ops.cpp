@@ -11,6 +11,7 @@
 #include "thor/ops/dropout.h"
 #include "thor/common/error.h"
 #include "thor/ops/gemm.h"
+#include "thor/ops/packed_gemm.h"
 #include "thor/ops/simd.h"
 
 namespace {
@@ -301,6 +302,77 @@ TEST(Gemm, CachedLowPrecisionWeightsFollowTheWeight) {
     thor::linear(x, w, torch::Tensor());
   }
   EXPECT_EQ(thor::low_precision_cache_bytes(), held);
+}
+
+// The packed float32 kernel against a double-precision naive product: every row-block and
+// panel remainder (M and N not multiples of 6 and 16), both weight layouts, with and without
+// a bias, rows read with a stride larger than K.
+TEST(PackedGemm, EqualsTheNaiveProduct) {
+  if (!thor::packed_gemm_supported()) GTEST_SKIP() << "the CPU has no AVX2 / FMA";
+  torch::manual_seed(21);
+  for (int64_t M : {1, 5, 6, 7, 13, 55}) {
+    for (int64_t K : {1, 3, 17, 256}) {
+      for (int64_t N : {1, 15, 16, 17, 40}) {
+        for (bool out_in : {true, false}) {
+          auto x = torch::randn({M, K + 3}).narrow(1, 0, K);  // row stride K + 3
+          auto w = out_in ? torch::randn({N, K}) : torch::randn({K, N});
+          auto b = torch::randn({N});
+          auto panels = thor::pack_weight_panels(w, out_in);
+          ASSERT_EQ(panels.size(0), (N + 15) / 16);
+          auto ref = torch::matmul(x.to(torch::kDouble), (out_in ? w.t() : w).to(torch::kDouble));
+          for (bool bias : {false, true}) {
+            auto y = torch::full({M, N + 2}, 7.0f);  // ldc N + 2: the two extra columns stay untouched
+            thor::packed_gemm(x.data_ptr<float>(), M, K, x.stride(0), panels, N, bias ? b.data_ptr<float>() : nullptr,
+                              y.data_ptr<float>(), N + 2);
+            auto want = bias ? ref + b.to(torch::kDouble) : ref;
+            EXPECT_LT((y.narrow(1, 0, N).to(torch::kDouble) - want).abs().max().item<double>(), 1e-4 * (1 + K / 16.0))
+                << "M " << M << " K " << K << " N " << N << " out_in " << out_in << " bias " << bias;
+            EXPECT_TRUE(y.narrow(1, N, 2).eq(7.0f).all().item<bool>());
+          }
+        }
+      }
+    }
+  }
+}
+
+// Every output element is one in-order sum over K: a row's result is the same bits whatever
+// the other rows and the thread count (so a sentence decodes the same in any batch).
+TEST(PackedGemm, RowsDoNotDependOnTheBatchOrTheThreads) {
+  if (!thor::packed_gemm_supported()) GTEST_SKIP() << "the CPU has no AVX2 / FMA";
+  torch::manual_seed(22);
+  const int64_t M = 37, K = 300, N = 70;
+  auto x = torch::randn({M, K}), w = torch::randn({N, K}), b = torch::randn({N});
+  auto panels = thor::pack_weight_panels(w, true);
+  auto run = [&](const torch::Tensor& rows) {
+    auto y = torch::empty({rows.size(0), N});
+    thor::packed_gemm(rows.data_ptr<float>(), rows.size(0), K, K, panels, N, b.data_ptr<float>(), y.data_ptr<float>(), N);
+    return y;
+  };
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  auto all = run(x);
+  at::set_num_threads(2);
+  EXPECT_TRUE(torch::equal(run(x), all));
+  at::set_num_threads(threads);
+  for (int64_t m : {0, 5, 36}) EXPECT_TRUE(torch::equal(run(x.narrow(0, m, 1).contiguous()), all.narrow(0, m, 1))) << m;
+  EXPECT_TRUE(torch::equal(run(x.narrow(0, 7, 20).contiguous()), all.narrow(0, 7, 20)));
+}
+
+// Without autograd, linear() reads the weight's cached panels where the kernel is preferred:
+// equal to the autograd path, and a weight updated in place is packed again.
+TEST(PackedGemm, LinearWithoutAutogradFollowsTheWeight) {
+  torch::manual_seed(23);
+  auto x = torch::randn({11, 48}), w = torch::randn({33, 48}), b = torch::randn({33}), wio = torch::randn({48, 20});
+  auto with_grad = thor::linear(x, w.clone().requires_grad_(), b).detach();
+  auto in_out_grad = thor::linear_in_out(x, wio.clone().requires_grad_(), torch::Tensor()).detach();
+  torch::NoGradGuard ng;
+  thor::testing::expect_close(thor::linear(x, w, b), with_grad, 1e-5, 1e-5);
+  thor::testing::expect_close(thor::linear_in_out(x, wio, torch::Tensor()), in_out_grad, 1e-5, 1e-5);
+  w.mul_(-2);
+  thor::testing::expect_close(thor::linear(x, w, torch::Tensor()), (with_grad - b) * -2, 1e-4, 1e-4);
+  // a row alone equals its row in the batch, bit for bit, on either path
+  EXPECT_TRUE(torch::equal(thor::linear(x.narrow(0, 4, 1), w, b), thor::linear(x, w, b).narrow(0, 4, 1)) ||
+              !thor::packed_gemm_preferred());
 }
 
 TEST(Gemm, PrecisionOptionIsChecked) {

@@ -18,6 +18,7 @@
 #include "thor/common/error.h"
 #include "thor/common/log.h"
 #include "thor/common/runtime.h"
+#include "thor/ops/packed_gemm.h"
 #include "thor/ops/simd.h"
 
 namespace thor {
@@ -179,20 +180,22 @@ torch::Tensor biased_product(const torch::Tensor& a, const torch::Tensor& op_w, 
   return y;
 }
 
-// Weights in the low-precision forms, made once while the weight is unchanged (inference:
+// Weights in the forms the products without autograd read (bf16, int8, float32 panels for
+// packed_gemm), made once while the weight is unchanged (inference:
 // the same parameters serve every decoding step). Keyed by address, shape, strides and
 // version counter; an entry holds its source tensor, so that memory cannot be reused by
 // another tensor while the entry lives. A new version of the same view replaces its entry
 // (validation after every update does not pile up copies); beyond kMaxBytes (converted
 // copies, plus the sources that are not parameters, e.g. a batch's shortlist rows) the least
 // recently used entries go. Thread-safe.
+enum class WeightForm { BFloat16, Int8, Panels };
 struct LowWeight {
-  torch::Tensor w;      // bf16, or int8 quantised per output channel
+  torch::Tensor w;      // bf16, int8 quantised per output channel, or float32 panels
   torch::Tensor scale;  // int8: float32 [out], one scale per output channel
 };
 class WeightCache {
  public:
-  LowWeight get(const torch::Tensor& w, Precision p, bool w_out_in) {
+  LowWeight get(const torch::Tensor& w, WeightForm p, bool w_out_in) {
     Key key{w.data_ptr(), w.sizes().vec(), w.strides().vec(), w._version(), p};
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t i = 0; i < entries_.size(); ++i) {
@@ -226,8 +229,9 @@ class WeightCache {
     return bytes_;
   }
 
-  static LowWeight make(const torch::Tensor& w, Precision p, bool w_out_in) {
-    if (p == Precision::BFloat16) return {to_bf16(w), torch::Tensor()};
+  static LowWeight make(const torch::Tensor& w, WeightForm p, bool w_out_in) {
+    if (p == WeightForm::BFloat16) return {to_bf16(w), torch::Tensor()};
+    if (p == WeightForm::Panels) return {pack_weight_panels(w, w_out_in), torch::Tensor()};
     // Symmetric int8 per output channel: W [out, in] reduces over dim 1, W [in, out] over 0.
     auto amax = w.abs().amax(w_out_in ? 1 : 0, /*keepdim=*/true).clamp_min(1e-12f);
     const float qmax = static_cast<float>(int8_quant_max());
@@ -241,7 +245,7 @@ class WeightCache {
     const void* ptr;
     std::vector<int64_t> sizes, strides;
     int64_t version;
-    Precision precision;
+    WeightForm precision;
     bool same_view(const Key& o) const {
       return ptr == o.ptr && precision == o.precision && sizes == o.sizes && strides == o.strides;
     }
@@ -305,7 +309,7 @@ void quantize_rows(const torch::Tensor& x, torch::Tensor& q, torch::Tensor& scal
 torch::Tensor low_precision_product(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
                                     bool w_out_in, Precision p) {
   RECORD_FUNCTION(p == Precision::Int8 ? "thor::gemm_int8" : "thor::gemm_bf16", std::vector<c10::IValue>());
-  auto lw = weight_cache().get(w, p, w_out_in);
+  auto lw = weight_cache().get(w, p == Precision::Int8 ? WeightForm::Int8 : WeightForm::BFloat16, w_out_in);
   auto op_w = w_out_in ? lw.w.t() : lw.w;
   const int64_t M = x.size(0), N = op_w.size(1);
   if (p == Precision::BFloat16) return biased_product(to_bf16(x), op_w, b, x.options());
@@ -324,6 +328,20 @@ torch::Tensor low_precision_product(const torch::Tensor& x, const torch::Tensor&
   at::parallel_for(0, M, 16, [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) dequantize_row(pa + m * N, N, px[m], pw, pb, py + m * N);
   });
+  return y;
+}
+
+// y = x op(W) + b in float32 without autograd from the weight's cached panels (packed_gemm.h).
+torch::Tensor packed_product(const torch::Tensor& x_in, const torch::Tensor& w, const torch::Tensor& b,
+                             bool w_out_in) {
+  RECORD_FUNCTION("thor::gemm", std::vector<c10::IValue>());
+  auto x = x_in.stride(1) == 1 && x_in.stride(0) >= x_in.size(1) ? x_in : x_in.contiguous();
+  auto panels = weight_cache().get(w, WeightForm::Panels, w_out_in).w;
+  const int64_t M = x.size(0), K = x.size(1), N = w_out_in ? w.size(0) : w.size(1);
+  auto y = torch::empty({M, N}, x.options());
+  auto bias = b.numel() > 0 ? b.contiguous() : b;
+  packed_gemm(x.data_ptr<float>(), M, K, x.stride(0), panels, N, b.numel() > 0 ? bias.data_ptr<float>() : nullptr,
+              y.data_ptr<float>(), N);
   return y;
 }
 
@@ -421,6 +439,8 @@ torch::Tensor gemm(const torch::Tensor& x, const torch::Tensor& w, const torch::
   torch::Tensor y;
   if (p != Precision::Float32 && !graph) {
     y = low_precision_product(x2, w, bias, w_out_in, p);
+  } else if (!graph && packed_gemm_preferred() && w.dim() == 2) {
+    y = packed_product(x2, w, bias, w_out_in);
   } else {
     TORCH_CHECK(p != Precision::Int8, "int8 products are for inference: they have no backward");
     y = Gemm::apply(x2, w, bias, w_out_in, p == Precision::BFloat16);

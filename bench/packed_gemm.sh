@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The packed float32 products (src/thor/ops/packed_gemm.h) against oneDNN's sgemm in the
+# same binary (THOR_PACKED_GEMM=0 turns the packed path off): `thor translate` sentences/s at
+# several batch sizes, both variants interleaved ROUNDS times (default 3), medians, and
+# whether the two outputs are the same bytes. Prints one JSON line per batch size.
+#   bash bench/packed_gemm.sh MODEL.pt INPUT [BATCH_SIZES...]   (default 1 12 64 200)
+# Run it on an otherwise idle machine; the figures are this CPU's only.
+set -euo pipefail
+model=${1:?usage: packed_gemm.sh MODEL.pt INPUT [BATCH_SIZES...]}
+input=${2:?}
+shift 2
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(1 12 64 200)
+rounds=${ROUNDS:-3}
+root=$(cd "$(dirname "$0")/.." && pwd)
+thor=$root/build/thor
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for bs in "${sizes[@]}"; do
+  for r in $(seq "$rounds"); do
+    for packed in 0 1; do
+      THOR_PACKED_GEMM=$packed "$thor" translate --model "$model" --beam 5 --batch-size "$bs" --input "$input" \
+        > "$tmp/out.$packed" 2> "$tmp/log"
+      grep -o '[0-9.]* sentences/s' "$tmp/log" | tail -1 | cut -d' ' -f1 >> "$tmp/sps.$bs.$packed"
+    done
+  done
+  same=$(cmp -s "$tmp/out.0" "$tmp/out.1" && echo true || echo false)
+  python3 - "$bs" "$same" "$tmp/sps.$bs.0" "$tmp/sps.$bs.1" <<'PY'
+import json, statistics, sys
+bs, same, a, b = sys.argv[1:5]
+onednn = [float(x) for x in open(a)]
+packed = [float(x) for x in open(b)]
+print(json.dumps({"batch_size": int(bs), "onednn_sentences_per_s": statistics.median(onednn),
+                  "packed_sentences_per_s": statistics.median(packed),
+                  "ratio": statistics.median(packed) / statistics.median(onednn),
+                  "rounds": len(onednn), "same_output": same == "true"}))
+PY
+done
