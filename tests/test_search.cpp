@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "thor/common/error.h"
+#include "thor/decode/candidates.h"
 #include "thor/decode/search.h"
 
 namespace {
@@ -128,6 +129,49 @@ TEST(BeamSearch, NbestMustFitBeam) {
   auto o = opts(2);
   o.nbest = 3;
   EXPECT_THROW(thor::beam_search(m, two_sources(), o), thor::Error);
+}
+
+}  // namespace
+
+namespace {
+
+// The one-pass candidate selection against the tensor definition it replaces:
+// (lp + score) over each sentence's rows x V, topk. Scores equal exactly (the same float
+// sums); indices equal wherever the score is not tied, and ties go to the lower index.
+TEST(Candidates, EqualTopkOfTheSummedScores) {
+  torch::manual_seed(31);
+  for (int64_t V : {5, 16, 37, 1000}) {
+    for (int64_t w : {1, 3}) {
+      const int64_t n = 4, rows = n * w + 2, first = 1, k = std::min<int64_t>(7, w * V);
+      auto lp = torch::log_softmax(torch::randn({rows, V}) * 3, 1);
+      lp.index_put_({1, torch::indexing::Slice(0, V / 2)}, -std::numeric_limits<float>::infinity());
+      lp[2].fill_(-std::numeric_limits<float>::infinity());  // a dead row
+      if (V > 8) lp[3].narrow(0, 0, 8).fill_(-0.5f);           // ties
+      auto scores = torch::randn({rows}) * 2;
+      scores[3] = 0.0f;
+      std::vector<float> sc(scores.data_ptr<float>(), scores.data_ptr<float>() + rows);
+      auto s = torch::empty({n, k}), idx = torch::empty({n, k}, torch::kLong);
+      thor::top_candidates(lp.data_ptr<float>(), V, sc.data(), first, n, w, k, s.data_ptr<float>(),
+                           idx.data_ptr<int64_t>());
+      auto cum = (lp + scores.unsqueeze(1)).narrow(0, first, n * w).reshape({n, w * V});
+      auto [ts, ti] = cum.topk(k, 1);
+      EXPECT_TRUE(torch::equal(s, ts)) << "V " << V << " w " << w;
+      for (int64_t i = 0; i < n; ++i) {
+        for (int64_t c = 0; c < k; ++c) {
+          const float v = s[i][c].item<float>();
+          const int64_t j = idx[i][c].item<int64_t>();
+          EXPECT_EQ(cum[i][j].item<float>(), v);  // the index points at its score
+          const bool tied = cum[i].eq(v).sum().item<int64_t>() > 1;
+          if (!tied) {
+            EXPECT_EQ(j, ti[i][c].item<int64_t>());
+          }
+          if (c > 0 && s[i][c - 1].item<float>() == v) {
+            EXPECT_LT(idx[i][c - 1].item<int64_t>(), j);
+          }
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

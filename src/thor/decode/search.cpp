@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "thor/common/error.h"
+#include "thor/decode/candidates.h"
 
 namespace thor {
 
@@ -110,12 +111,22 @@ std::vector<std::pair<int64_t, std::vector<Hypothesis>>> BeamStream::step() {
       rows.select(1, eos_col_).copy_(eos_lp);
     }
   }
-  auto cum = lprobs + torch::tensor(scores_).to(device).unsqueeze(1);  // [rows, V]
-  // The 2K best candidates of each sentence over its rows x V (flat index row * V + column).
+  // The 2K best candidates of each sentence over its rows x V (flat index row * V + column)
+  // by cumulative score: on the CPU in one pass (candidates.h), elsewhere summed and topk.
   const int64_t ncand = std::min<int64_t>(2 * K, width * V);
+  if (lprobs.is_cpu()) lprobs = lprobs.contiguous();
   auto top_of = [&](int64_t first_sentence, int64_t n, int64_t w) {
-    auto top = cum.narrow(0, row0(first_sentence), n * w).view({n, w * V}).topk(std::min(ncand, w * V), 1);
-    auto s = std::get<0>(top), i = std::get<1>(top);
+    const int64_t k = std::min(ncand, w * V);
+    torch::Tensor s, i;
+    if (lprobs.is_cpu()) {
+      s = torch::empty({n, k}, lprobs.options()), i = torch::empty({n, k}, lprobs.options().dtype(torch::kLong));
+      top_candidates(lprobs.data_ptr<float>(), V, scores_.data(), row0(first_sentence), n, w, k, s.data_ptr<float>(),
+                     i.data_ptr<int64_t>());
+    } else {
+      auto cum = lprobs.narrow(0, row0(first_sentence), n * w) +
+                 torch::tensor(scores_).narrow(0, row0(first_sentence), n * w).to(device).unsqueeze(1);
+      std::tie(s, i) = cum.view({n, w * V}).topk(k, 1);
+    }
     if (s.size(1) < ncand) {  // fewer candidates than the others (a tiny vocabulary): dead ones
       s = torch::cat({s, torch::full({n, ncand - s.size(1)}, kNegInf, s.options())}, 1);
       i = torch::cat({i, torch::zeros({n, ncand - i.size(1)}, i.options())}, 1);
