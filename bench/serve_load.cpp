@@ -160,6 +160,7 @@ int main(int argc, char** argv) {
     ts.emplace_back([&] {
       httplib::Client cli("127.0.0.1", port);
       cli.set_keep_alive(true);
+      cli.set_tcp_nodelay(true);  // as curl and most HTTP clients: no Nagle delay on the request's body
       cli.set_read_timeout(300, 0);
       std::vector<double> mine;
       for (size_t k = next++; k < chunks.size(); k = next++) {
