@@ -114,7 +114,11 @@ std::vector<std::pair<int64_t, std::vector<Hypothesis>>> BeamStream::step() {
   // The 2K best candidates of each sentence over its rows x V (flat index row * V + column)
   // by cumulative score: on the CPU in one pass (candidates.h), elsewhere summed and topk.
   const int64_t ncand = std::min<int64_t>(2 * K, width * V);
-  if (lprobs.is_cpu()) lprobs = lprobs.contiguous();
+  torch::Tensor cum;  // elsewhere than the CPU: the sums [rows, V], once per step
+  if (lprobs.is_cpu())
+    lprobs = lprobs.contiguous();
+  else
+    cum = lprobs + torch::tensor(scores_).to(device).unsqueeze(1);
   auto top_of = [&](int64_t first_sentence, int64_t n, int64_t w) {
     const int64_t k = std::min(ncand, w * V);
     torch::Tensor s, i;
@@ -123,9 +127,7 @@ std::vector<std::pair<int64_t, std::vector<Hypothesis>>> BeamStream::step() {
       top_candidates(lprobs.data_ptr<float>(), V, scores_.data(), row0(first_sentence), n, w, k, s.data_ptr<float>(),
                      i.data_ptr<int64_t>());
     } else {
-      auto cum = lprobs.narrow(0, row0(first_sentence), n * w) +
-                 torch::tensor(scores_).narrow(0, row0(first_sentence), n * w).to(device).unsqueeze(1);
-      std::tie(s, i) = cum.view({n, w * V}).topk(k, 1);
+      std::tie(s, i) = cum.narrow(0, row0(first_sentence), n * w).view({n, w * V}).topk(k, 1);
     }
     if (s.size(1) < ncand) {  // fewer candidates than the others (a tiny vocabulary): dead ones
       s = torch::cat({s, torch::full({n, ncand - s.size(1)}, kNegInf, s.options())}, 1);

@@ -195,8 +195,8 @@ struct LowWeight {
 };
 class WeightCache {
  public:
-  LowWeight get(const torch::Tensor& w, WeightForm p, bool w_out_in) {
-    Key key{w.data_ptr(), w.sizes().vec(), w.strides().vec(), w._version(), p};
+  LowWeight get(const torch::Tensor& w, WeightForm form, bool w_out_in) {
+    Key key{w.data_ptr(), w.sizes().vec(), w.strides().vec(), w._version(), form};
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t i = 0; i < entries_.size(); ++i) {
       if (!(entries_[i].key == key)) continue;
@@ -212,7 +212,7 @@ class WeightCache {
         ++i;
       }
     }
-    Entry e{key, w, make(w, p, w_out_in), 0};
+    Entry e{key, w, make(w, form, w_out_in), 0};
     e.bytes = e.value.w.numel() * static_cast<int64_t>(e.value.w.element_size()) +
               (w.requires_grad() ? 0 : w.numel() * static_cast<int64_t>(w.element_size()));
     bytes_ += e.bytes;
@@ -229,9 +229,9 @@ class WeightCache {
     return bytes_;
   }
 
-  static LowWeight make(const torch::Tensor& w, WeightForm p, bool w_out_in) {
-    if (p == WeightForm::BFloat16) return {to_bf16(w), torch::Tensor()};
-    if (p == WeightForm::Panels) return {pack_weight_panels(w, w_out_in), torch::Tensor()};
+  static LowWeight make(const torch::Tensor& w, WeightForm form, bool w_out_in) {
+    if (form == WeightForm::BFloat16) return {to_bf16(w), torch::Tensor()};
+    if (form == WeightForm::Panels) return {pack_weight_panels(w, w_out_in), torch::Tensor()};
     // Symmetric int8 per output channel: W [out, in] reduces over dim 1, W [in, out] over 0.
     auto amax = w.abs().amax(w_out_in ? 1 : 0, /*keepdim=*/true).clamp_min(1e-12f);
     const float qmax = static_cast<float>(int8_quant_max());
@@ -245,9 +245,9 @@ class WeightCache {
     const void* ptr;
     std::vector<int64_t> sizes, strides;
     int64_t version;
-    WeightForm precision;
+    WeightForm form;
     bool same_view(const Key& o) const {
-      return ptr == o.ptr && precision == o.precision && sizes == o.sizes && strides == o.strides;
+      return ptr == o.ptr && form == o.form && sizes == o.sizes && strides == o.strides;
     }
     bool operator==(const Key& o) const { return version == o.version && same_view(o); }
   };
