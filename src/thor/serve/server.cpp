@@ -97,7 +97,10 @@ void run_server(const ServerOptions& opt, const std::function<void(int)>& on_lis
     t_sentences = 0;
     return httplib::Server::HandlerResponse::Unhandled;
   });
-  svr.set_logger([&](const httplib::Request& req, const httplib::Response& res) {
+  // Counted and logged before the answer is written (httplib's post-routing hook runs in
+  // the response writer, for every answer): a client that asks /metrics right after its
+  // answer sees its request (httplib's logger runs after the write).
+  svr.set_post_routing_handler([&](const httplib::Request& req, httplib::Response& res) {
     // (requests httplib refuses before routing, e.g. a body over the limit, have no start)
     const double secs = t_request_start == Clock::time_point{} ? 0.0
                                                                : std::chrono::duration<double>(Clock::now() - t_request_start).count();
