@@ -20,6 +20,7 @@
 # CHUNK updates (default 500): every system of a seed reaches update k x CHUNK before any goes
 # further, so a study cut short still compares all systems at one update count; a resume is
 # bit-identical to an uninterrupted run, so chunking changes no figure. Run it again to continue.
+# VOCAB: the joint BPE vocabulary (default 8000).
 # PRECISION (default auto: bf16 where the CPU has native bf16 products, else float32).
 # THOR_BIN: a frozen binary (rebuilding cannot disturb a long study). On a CUDA machine it
 # runs unchanged (--device auto).
@@ -42,50 +43,22 @@ mkdir -p "$out"
 pairs=${LANG_PAIRS:-en-de}
 if [ "$pairs" = "${pairs%,*}" ]; then langs=(-s "${pairs%-*}" -t "${pairs#*-}"); else langs=(--lang-pairs "$pairs"); fi
 [ -s "$out/data/meta.json" ] || "$thor" prepare "${langs[@]}" --trainpref "$data/train" --validpref "$data/valid" \
-  --testpref "$data/test_2016_flickr" --destdir "$out/data" --vocab-size 8000 2> "$out/prepare.log"
-common=(--arch transformer_tiny --share-all-embeddings --dropout 0.3 --lr 1e-3 --warmup-updates "$warmup"
-        --weight-decay 1e-4 --max-tokens 4096 --precision "$precision"
-        --validate-interval-updates "$interval" --save-interval-updates "$interval"
-        --eval-beam 4 --eval-max-sentences 400 --no-progress --device auto)
-flags() {  # system -> its model flags: BASE[-aALPHA][-MODIFIER...]
-  local parts base out i=1
-  IFS=- read -ra parts <<< "$1"
-  base=${parts[0]}
-  case $base in
-    dense) out= ;;
-    random[0-9]) out="--num-experts ${base:6} --router random" ;;
-    thor[0-9])
-      [[ ${parts[1]:-} == a* ]] || { echo "system '$1': THOR needs -aALPHA (thor2-a5)" >&2; return 1; }
-      out="--num-experts ${base:4} --router thor --consistency-alpha ${parts[1]#a}"
-      i=2 ;;
-    switch[0-9]) out="--num-experts ${base:6} --router switch" ;;
-    *) echo "unknown system '$1' (dense, randomE, thorE-aALPHA, switchE; modifiers -wN -copy -ufK -all -logits)" >&2; return 1 ;;
-  esac
-  for (( ; i < ${#parts[@]}; i++ )); do
-    case ${parts[$i]} in
-      w[0-9]*) out+=" --consistency-warmup ${parts[$i]#w}" ;;
-      copy) out+=" --expert-init copy" ;;
-      uf[0-9]*) out+=" --update-freq ${parts[$i]#uf}" ;;
-      all) out+=" --expert-layers all" ;;
-      logits) out+=" --consistency-on logits" ;;
-      *) echo "system '$1': unknown modifier '${parts[$i]}' (-wN -copy -ufK -all -logits)" >&2; return 1 ;;
-    esac
-  done
-  echo "$out"
-}
+  --testpref "$data/test_2016_flickr" --destdir "$out/data" --vocab-size "${VOCAB:-8000}" 2> "$out/prepare.log"
+source "$root/experiments/converged_recipe.sh"
 for s in $seeds; do
   target=0
   while [ "$target" -lt "$max_update" ]; do
     target=$(( target + chunk > max_update ? max_update : target + chunk ))
     for sys in "${systems[@]}"; do
       dir="$out/$sys-s$s"
-      [ -s "$dir/done" ] && continue
+      # done: the run has reached this study's MAX_UPDATE (a later call with a larger one goes on)
+      [ "$(sed -n 's/^update //p' "$dir/done" 2> /dev/null)" -ge "$max_update" ] 2> /dev/null && continue
       extra=$(flags "$sys")
       echo "[converged] $(date +%T) $sys seed $s to update $target" >&2
       # shellcheck disable=SC2086
       "$thor" train "$out/data" "${common[@]}" $extra --max-update "$target" --seed "$s" \
         --save-dir "$dir" --resume 2>> "$dir.log"
-      [ "$target" -lt "$max_update" ] || date +%s > "$dir/done"
+      [ "$target" -lt "$max_update" ] || echo "update $max_update" > "$dir/done"
     done
   done
 done

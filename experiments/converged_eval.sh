@@ -9,7 +9,10 @@
 # pair and one of the mean over pairs.
 # Writes OUT_DIR/eval/table.md (BLEU per system: every seed, mean and spread; paired
 # bootstrap p-values of every THOR system against dense and against Switch, seed by seed)
-# and OUT_DIR/eval/curves/*.svg (thor report: valid BLEU against updates, minutes, FLOPs).
+# and OUT_DIR/eval/curves/*.svg (thor report: valid BLEU against updates, minutes, FLOPs), with
+# the compute each run spent to the budget (FLOPs from its log; minutes at the pace
+# OUT_DIR/pace.tsv holds when converged_pace.sh has measured it; `thor report` draws the
+# minutes at that pace too; with a pace.tsv, THOR_BIN needs `report --seconds-per-update`, after 07c76c2).
 #   experiments/converged_eval.sh DATA_DIR OUT_DIR
 # Translations are cached (OUT_DIR/eval/hyp/): a rerun after more training re-translates only
 # what a new budget changes. SYSTEMS / SEEDS as for converged.sh.
@@ -135,6 +138,38 @@ pval() { "$thor" score "$data/test_2016_flickr.${3#*-}" -i "$1" -i "$2" | awk -F
       done
     done
   done
+  echo
+  echo "Compute to the budget: training FLOPs summed from each run's log (the model's FLOPs per"
+  echo "update; THOR's two passes count twice), and minutes at the system's pace measured apart"
+  echo "on an idle machine (converged_pace.sh; '-' where it was not measured)."
+  echo
+  echo "| run | s/update | minutes | PFLOP |"
+  echo "|---|---|---|---|"
+  for run in "${runs[@]}"; do
+    p=-
+    [ -s "$out/pace.tsv" ] && p=$(awk -F'\t' -v s="${run%-s*}" '$1 == s {print $2}' "$out/pace.tsv")
+    python3 - "$out/$run/train_log.jsonl" "$budget" "${p:--}" "$run" <<'PY'
+import json, sys
+total, prev = 0.0, 0
+for line in open(sys.argv[1]):
+    j = json.loads(line)
+    if "loss" in j and "gflop_s" in j and "s_per_update" in j and j["update"] <= int(sys.argv[2]):
+        total += j["gflop_s"] * 1e9 * j["s_per_update"] * (j["update"] - prev) / 1e15
+        prev = j["update"]
+pace = sys.argv[3]
+minutes = "-" if pace == "-" else "%.1f" % (float(pace) * int(sys.argv[2]) / 60)
+print("| %s | %s | %s | %.2f |" % (sys.argv[4], pace, minutes, total))
+PY
+  done
 } > "$ev/table.md"
-"$thor" report "${runs[@]/#/$out/}" --format svg --out "$ev/curves" 2> /dev/null
+# the wall-clock view: each system's pace measured apart (converged_pace.sh), else the
+# median of each run's own log
+paces=()
+if [ -s "$out/pace.tsv" ]; then
+  for run in "${runs[@]}"; do
+    p=$(awk -F'\t' -v s="${run%-s*}" '$1 == s {print $2}' "$out/pace.tsv")
+    [ -z "$p" ] || paces+=(--seconds-per-update "$run=$p")
+  done
+fi
+"$thor" report "${runs[@]/#/$out/}" "${paces[@]}" --format svg --out "$ev/curves" 2> /dev/null
 cat "$ev/table.md"

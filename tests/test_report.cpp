@@ -87,9 +87,9 @@ TEST(Report, PageHoldsTheLogsNumbersAndRendersInChromium) {
     EXPECT_EQ(train.size(), 4u);  // updates 3, 6, 9, 12
     EXPECT_EQ(valid.size(), 2u);
   }
-  // the charts: loss/BLEU/lr/speed/gnorm (9), consistency (THOR), a heatmap per expert layer
+  // the charts: loss/BLEU/lr/speed/gnorm (10), consistency (THOR), a heatmap per expert layer
   // of the THOR run (encoder.0, decoder.0)
-  EXPECT_EQ(count(html, "<svg "), 9u + 1u + 2u) << html.substr(0, 2000);
+  EXPECT_EQ(count(html, "<svg "), 10u + 1u + 2u) << html.substr(0, 2000);
   EXPECT_EQ(count(html, "class=\"heatmap\""), 2u);
   EXPECT_EQ(count(html, "class=\"cell\""), 2u * 2u * 4u);  // 2 layers x 2 experts x 4 log lines
   EXPECT_NE(html.find("thor: token share per expert, encoder.0"), std::string::npos);
@@ -101,7 +101,7 @@ TEST(Report, PageHoldsTheLogsNumbersAndRendersInChromium) {
                                " --disable-background-networking --disable-component-update --disable-sync --user-data-dir=" +
                                (dir / "profile").string();
   ASSERT_EQ(sh(chromium + " --dump-dom file://" + page.string() + " > " + (dir / "dom.html").string() + " 2> /dev/null"), 0);
-  EXPECT_EQ(count(slurp(dir / "dom.html"), "<svg "), 12u);
+  EXPECT_EQ(count(slurp(dir / "dom.html"), "<svg "), 13u);
   const auto png = dir / "report.png";
   ASSERT_EQ(sh(chromium + " --window-size=1200,1600 --screenshot=" + png.string() + " file://" + page.string() + " 2> /dev/null"), 0);
   EXPECT_GT(png_distinct_bytes(slurp(png)), 20u);
@@ -112,7 +112,7 @@ TEST(Report, PageHoldsTheLogsNumbersAndRendersInChromium) {
             0);
   size_t files = 0;
   for (const auto& e : fs::directory_iterator(dir / "svg")) files += e.path().extension() == ".svg";
-  EXPECT_EQ(files, 12u);
+  EXPECT_EQ(files, 13u);
   EXPECT_TRUE(fs::exists(dir / "svg" / "valid-bleu-updates.svg"));
   // the compute axis: each validation at the FLOPs the training lines add up to by then
   const auto flops_svg = slurp(dir / "svg" / "valid-bleu-flops.svg");
@@ -128,6 +128,63 @@ TEST(Report, PageHoldsTheLogsNumbersAndRendersInChromium) {
   char at[64];
   std::snprintf(at, sizeof at, "<title>dense: %.8g, ", pflop);
   EXPECT_NE(flops_svg.find(at), std::string::npos) << at << "\n" << flops_svg;
+}
+
+// The minutes axis at the median pace: a run stopped for a while (one interval of 50 s per
+// update among intervals of 2 s) and one logged on an undisturbed machine at 3 s per update
+// put each validation at update x 2 s and update x 3 s, not at the logged elapsed_s.
+TEST(Report, MinutesAtTheMedianPaceLeaveOutPauses) {
+  auto dir = thor::testing::temp_dir("report_pace");
+  auto line = [](int u, double spu, double elapsed) {
+    return "{\"update\": " + std::to_string(u) + ", \"loss\": 5, \"s_per_update\": " + std::to_string(spu) +
+           ", \"elapsed_s\": " + std::to_string(elapsed) + "}";
+  };
+  auto valid = [](int u, double bleu, double elapsed) {
+    return "{\"update\": " + std::to_string(u) + ", \"valid_loss\": 4, \"valid_bleu\": " + std::to_string(bleu) +
+           ", \"elapsed_s\": " + std::to_string(elapsed) + "}";
+  };
+  fs::create_directories(dir / "paused");
+  thor::testing::write_file(dir / "paused" / "train_log.jsonl",
+                            {line(30, 2, 60), line(60, 50, 1560), line(90, 2, 1620), valid(90, 10, 1625), line(120, 2, 1680),
+                             line(150, 2, 1740), valid(150, 20, 1745)});
+  fs::create_directories(dir / "steady");
+  thor::testing::write_file(dir / "steady" / "train_log.jsonl",
+                            {line(60, 3, 180), line(120, 3, 360), valid(120, 15, 365), line(180, 3, 540), line(240, 3, 720),
+                             valid(240, 25, 725)});
+  const auto svgs = dir / "svg";
+  thor::report::write_report({thor::report::read_run((dir / "paused").string()), thor::report::read_run((dir / "steady").string())},
+                             "svg", svgs.string());
+  const std::string pace = slurp(svgs / "valid-bleu-pace.svg");
+  EXPECT_EQ(count(pace, "<circle"), 4u);
+  EXPECT_NE(pace.find("<title>paused: 3, 10</title>"), std::string::npos) << pace;   // 90 x 2 s
+  EXPECT_NE(pace.find("<title>paused: 5, 20</title>"), std::string::npos) << pace;   // 150 x 2 s
+  EXPECT_NE(pace.find("<title>steady: 6, 15</title>"), std::string::npos) << pace;   // 120 x 3 s
+  EXPECT_NE(pace.find("<title>steady: 12, 25</title>"), std::string::npos) << pace;  // 240 x 3 s
+  // the logged wall-clock keeps the pause
+  const std::string logged = slurp(svgs / "valid-bleu-minutes.svg");
+  EXPECT_NE(logged.find("<title>paused: 27.083333, 10</title>"), std::string::npos) << logged;
+  // a pace measured apart replaces the median, from the command line
+  const std::string bin = THOR_BIN;
+  ASSERT_EQ(sh(bin + " report " + (dir / "paused").string() + " " + (dir / "steady").string() +
+               " --seconds-per-update paused=4 --format svg --out " + (dir / "svg2").string() + " 2> /dev/null"),
+            0);
+  const std::string measured = slurp(dir / "svg2" / "valid-bleu-pace.svg");
+  EXPECT_NE(measured.find("<title>paused: 6, 10</title>"), std::string::npos) << measured;  // 90 x 4 s
+  EXPECT_NE(measured.find("<title>steady: 6, 15</title>"), std::string::npos) << measured;  // still its median
+  // a bad pace is one error line naming the option, and no report
+  for (const auto& [spec, error] : std::vector<std::pair<std::string, std::string>>{
+           {"nosuch=2", "--seconds-per-update: no run named 'nosuch' (runs: paused, steady)"},
+           {"paused=-1", "--seconds-per-update: '-1' is not a positive number of seconds (in 'paused=-1')"},
+           {"paused=2s", "--seconds-per-update: '2s' is not a positive number of seconds (in 'paused=2s')"},
+           {"paused", "--seconds-per-update: expected RUN=SECONDS, got 'paused'"}}) {
+    const auto err = dir / "err.txt";
+    EXPECT_NE(sh(bin + " report " + (dir / "paused").string() + " " + (dir / "steady").string() + " --seconds-per-update " +
+                 spec + " --out " + (dir / "bad.html").string() + " 2> " + err.string()),
+              0)
+        << spec;
+    EXPECT_NE(slurp(err).find(error), std::string::npos) << slurp(err);
+    EXPECT_FALSE(fs::exists(dir / "bad.html")) << spec;
+  }
 }
 
 TEST(Report, ADamagedLogLineIsNamed) {

@@ -2,6 +2,7 @@
 #include "thor/report/report.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -60,6 +61,30 @@ std::vector<Chart> charts_of(const std::vector<RunLog>& runs) {
   add("valid-bleu-updates", series_of(runs, true, "update", 1, "valid_bleu"), {"validation BLEU", "updates", "BLEU"});
   add("valid-bleu-minutes", series_of(runs, true, "elapsed_s", 1.0 / 60, "valid_bleu"),
       {"validation BLEU against wall-clock", "minutes", "BLEU"});
+  // against wall-clock at the run's pace: each validation at update x the median of the run's
+  // logged seconds per update, or x the pace measured apart (--seconds-per-update). A long run is paused and shares its machine (stopped for
+  // a benchmark, resumed in a later session): elapsed_s counts those gaps, the median of the
+  // per-interval seconds does not, so runs trained in pieces compare as if trained at once
+  std::vector<Series> by_pace;
+  for (const auto& r : runs) {
+    std::vector<double> spu;
+    for (const auto& j : r.train)
+      if (const double v = num(j, "s_per_update"); std::isfinite(v) && v > 0) spu.push_back(v);
+    Series s{r.name, {}, true};
+    if (!spu.empty() || r.seconds_per_update > 0) {
+      std::sort(spu.begin(), spu.end());
+      const size_t n = spu.size();
+      const double pace = r.seconds_per_update > 0 ? r.seconds_per_update
+                          : n % 2                  ? spu[n / 2]
+                                                   : (spu[n / 2 - 1] + spu[n / 2]) / 2;
+      for (const auto& j : r.valid) {
+        const double u = num(j, "update"), bleu = num(j, "valid_bleu");
+        if (std::isfinite(u) && std::isfinite(bleu)) s.points.emplace_back(u * pace / 60, bleu);
+      }
+    }
+    by_pace.push_back(std::move(s));
+  }
+  add("valid-bleu-pace", by_pace, {"validation BLEU against wall-clock, pauses left out", "minutes (updates x seconds per update)", "BLEU"});
   // against training compute: the FLOPs done up to each validation, summed from the
   // training lines (achieved GFLOP/s x seconds per update x updates of each interval); THOR
   // pays two passes per update, so this is the "same compute" view of the paper's claim
@@ -194,6 +219,30 @@ RunLog read_run(const std::string& save_dir) {
     else if (j.contains("loss")) r.train.push_back(std::move(j));
   }
   return r;
+}
+
+void set_pace(std::vector<RunLog>& runs, const std::string& spec) {
+  const auto eq = spec.rfind('=');
+  const std::string name = eq == std::string::npos ? "" : spec.substr(0, eq);
+  if (name.empty()) throw Error("--seconds-per-update: expected RUN=SECONDS, got '" + spec + "'");
+  double v = 0;
+  size_t used = 0;
+  try {
+    v = std::stod(spec.substr(eq + 1), &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != spec.size() - eq - 1 || !std::isfinite(v) || v <= 0)
+    throw Error("--seconds-per-update: '" + spec.substr(eq + 1) + "' is not a positive number of seconds (in '" + spec + "')");
+  std::string names;
+  for (auto& r : runs) {
+    if (r.name == name) {
+      r.seconds_per_update = v;
+      return;
+    }
+    names += (names.empty() ? "" : ", ") + r.name;
+  }
+  throw Error("--seconds-per-update: no run named '" + name + "' (runs: " + names + ")");
 }
 
 size_t write_report(const std::vector<RunLog>& runs, const std::string& format, const std::string& out) {
