@@ -89,6 +89,8 @@ for run in "${runs[@]}"; do
   for p in "${pairs[@]}"; do ln -sf "$run.avg$budget.$p.txt" "$ev/hyp/$run.avg.$p.txt"; done
 done
 
+# a run's system's pace measured apart (converged_pace.sh), empty when not measured
+pace_of() { [ -s "$out/pace.tsv" ] && awk -F'\t' -v s="${1%-s*}" '$1 == s {print $2}' "$out/pace.tsv" || true; }
 bleu() { "$thor" score "$data/test_2016_flickr.${2#*-}" -i "$1" | sed -n 's/^BLEU = \([0-9.]*\).*/\1/p'; }
 pval() { "$thor" score "$data/test_2016_flickr.${3#*-}" -i "$1" -i "$2" | awk -F'\t' 'NR == 3 {print $5}'; }
 {
@@ -146,8 +148,7 @@ pval() { "$thor" score "$data/test_2016_flickr.${3#*-}" -i "$1" -i "$2" | awk -F
   echo "| run | s/update | minutes | PFLOP |"
   echo "|---|---|---|---|"
   for run in "${runs[@]}"; do
-    p=-
-    [ -s "$out/pace.tsv" ] && p=$(awk -F'\t' -v s="${run%-s*}" '$1 == s {print $2}' "$out/pace.tsv")
+    p=$(pace_of "$run")
     python3 - "$out/$run/train_log.jsonl" "$budget" "${p:--}" "$run" <<'PY'
 import json, sys
 total, prev = 0.0, 0
@@ -165,11 +166,9 @@ PY
 # the wall-clock view: each system's pace measured apart (converged_pace.sh), else the
 # median of each run's own log
 paces=()
-if [ -s "$out/pace.tsv" ]; then
-  for run in "${runs[@]}"; do
-    p=$(awk -F'\t' -v s="${run%-s*}" '$1 == s {print $2}' "$out/pace.tsv")
-    [ -z "$p" ] || paces+=(--seconds-per-update "$run=$p")
-  done
-fi
+for run in "${runs[@]}"; do
+  p=$(pace_of "$run")
+  [ -z "$p" ] || paces+=(--seconds-per-update "$run=$p")
+done
 "$thor" report "${runs[@]/#/$out/}" "${paces[@]}" --format svg --out "$ev/curves" 2> /dev/null
 cat "$ev/table.md"

@@ -61,27 +61,27 @@ std::vector<Chart> charts_of(const std::vector<RunLog>& runs) {
   add("valid-bleu-updates", series_of(runs, true, "update", 1, "valid_bleu"), {"validation BLEU", "updates", "BLEU"});
   add("valid-bleu-minutes", series_of(runs, true, "elapsed_s", 1.0 / 60, "valid_bleu"),
       {"validation BLEU against wall-clock", "minutes", "BLEU"});
-  // against wall-clock at the run's pace: each validation at update x the median of the run's
-  // logged seconds per update, or x the pace measured apart (--seconds-per-update). A long run is paused and shares its machine (stopped for
-  // a benchmark, resumed in a later session): elapsed_s counts those gaps, the median of the
-  // per-interval seconds does not, so runs trained in pieces compare as if trained at once
+  // against wall-clock at the run's pace: each validation at update x the pace measured apart
+  // (--seconds-per-update), else x the median of the run's logged seconds per update. A long
+  // run is paused and shares its machine (stopped for a benchmark, resumed in a later
+  // session): elapsed_s counts those gaps, the median of the per-interval seconds does not
   std::vector<Series> by_pace;
   for (const auto& r : runs) {
-    std::vector<double> spu;
-    for (const auto& j : r.train)
-      if (const double v = num(j, "s_per_update"); std::isfinite(v) && v > 0) spu.push_back(v);
-    Series s{r.name, {}, true};
-    if (!spu.empty() || r.seconds_per_update > 0) {
+    double pace = r.seconds_per_update;
+    if (pace <= 0) {
+      std::vector<double> spu;
+      for (const auto& j : r.train)
+        if (const double v = num(j, "s_per_update"); std::isfinite(v) && v > 0) spu.push_back(v);
       std::sort(spu.begin(), spu.end());
       const size_t n = spu.size();
-      const double pace = r.seconds_per_update > 0 ? r.seconds_per_update
-                          : n % 2                  ? spu[n / 2]
-                                                   : (spu[n / 2 - 1] + spu[n / 2]) / 2;
+      if (n) pace = n % 2 ? spu[n / 2] : (spu[n / 2 - 1] + spu[n / 2]) / 2;
+    }
+    Series s{r.name, {}, true};
+    if (pace > 0)
       for (const auto& j : r.valid) {
         const double u = num(j, "update"), bleu = num(j, "valid_bleu");
         if (std::isfinite(u) && std::isfinite(bleu)) s.points.emplace_back(u * pace / 60, bleu);
       }
-    }
     by_pace.push_back(std::move(s));
   }
   add("valid-bleu-pace", by_pace, {"validation BLEU against wall-clock, pauses left out", "minutes (updates x seconds per update)", "BLEU"});
