@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <cmath>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -200,6 +201,38 @@ TEST(Report, ADamagedLogLineIsNamed) {
 }
 
 // A run without points in a chart (a dense run in the consistency chart, a Switch run whose
+
+// The legend sits in the corner where it hides the least of the lines: falling curves (losses)
+// leave the top right free, rising ones (BLEU, whose ends reach the top right) the bottom right.
+TEST(Report, TheLegendAvoidsTheLines) {
+  using thor::report::Series;
+  auto legend_at = [](const std::string& svg) {  // the first legend swatch's (x, y)
+    const std::string tag = "<rect class=\"legend\" x=\"";
+    const auto at = svg.find(tag);
+    EXPECT_NE(at, std::string::npos);
+    const double x = std::stod(svg.substr(at + tag.size()));
+    const auto y_at = svg.find("y=\"", at + tag.size());
+    return std::pair<double, double>{x, std::stod(svg.substr(y_at + 3))};
+  };
+  std::vector<std::pair<double, double>> up, down, up2;
+  for (int i = 0; i <= 40; ++i) {
+    up.push_back({i * 100.0, 40.0 * (1 - std::exp(-i / 8.0))});
+    up2.push_back({i * 100.0, 38.0 * (1 - std::exp(-i / 10.0))});
+    down.push_back({i * 100.0, 9.0 * std::exp(-i / 8.0) + 4});
+  }
+  const thor::report::ChartOptions opt{"t", "updates", "y"};  // 560 x 300: plot from x 64 to 544, y 30 to 256
+  const auto [rx, ry] = legend_at(thor::report::line_chart({Series{"a", up}, Series{"b", up2}}, opt));
+  EXPECT_GT(rx, 300);  // right
+  EXPECT_GT(ry, 143);  // bottom
+  const auto [fx, fy] = legend_at(thor::report::line_chart({Series{"a", down}, Series{"b", down}}, opt));
+  EXPECT_GT(fx, 300);  // right
+  EXPECT_LT(fy, 143);  // top, as before
+  // lines everywhere on the right half: the left
+  std::vector<std::pair<double, double>> zig;
+  for (int i = 0; i <= 40; ++i) zig.push_back({i * 100.0, i < 20 ? 20.0 : (i % 2 ? 0.0 : 40.0)});
+  EXPECT_LT(legend_at(thor::report::line_chart({Series{"a", zig}, Series{"b", up}}, opt)).first, 300);
+}
+
 // consistency is logged as 0) has no line and no legend entry; the others keep their colours.
 TEST(Report, RunsWithoutAChartsMetricAreLeftOutOfIt) {
   using thor::report::Series;

@@ -128,11 +128,33 @@ std::string line_chart(const std::vector<Series>& series, const ChartOptions& op
                  xml_escape(s.name) + ": " + num(x, 8) + ", " + num(y, 6) + "</title></circle>\n";
   }
   if (series.size() > 1) {  // runs without points in this chart are left out (colours stay the runs')
-    double ly = top + 6;
+    // the legend goes in the corner its box hides least of the lines: top right, bottom right,
+    // top left, bottom left, the first of those with the fewest line samples under the box
+    const double box_w = 150, box_h = 14.0 * std::count_if(series.begin(), series.end(), [](const Series& s) { return !s.points.empty(); }) + 6;
+    const std::pair<double, double> corners[] = {
+        {left + w - box_w, top}, {left + w - box_w, top + h - box_h}, {left + 4, top}, {left + 4, top + h - box_h}};
+    size_t best = 0, best_hidden = std::numeric_limits<size_t>::max();
+    for (size_t c = 0; c < 4; ++c) {
+      const auto [bx, by] = corners[c];
+      size_t hidden = 0;
+      for (const auto& s : series)
+        for (size_t k = 0; k < s.points.size(); ++k) {
+          const auto [xa, ya] = s.points[k];
+          const auto [xb, yb] = s.points[k + 1 < s.points.size() ? k + 1 : k];
+          if (!std::isfinite(xa) || !std::isfinite(ya) || !std::isfinite(xb) || !std::isfinite(yb) || (opt.log_y && (ya <= 0 || yb <= 0))) continue;
+          for (int t = 0; t < 16; ++t) {  // samples along the segment to the next point
+            const double f = t / 16.0, x = sx(xa) + f * (sx(xb) - sx(xa)), y = sy(ya) + f * (sy(yb) - sy(ya));
+            hidden += x >= bx && x <= bx + box_w && y >= by && y <= by + box_h;
+          }
+        }
+      if (hidden < best_hidden) best = c, best_hidden = hidden;
+    }
+    const auto [bx, by] = corners[best];
+    double ly = by + 6;
     for (size_t i = 0; i < series.size(); ++i) {
       if (series[i].points.empty()) continue;
-      svg += "<rect x=\"" + px(left + w - 150) + "\" y=\"" + px(ly) + "\" width=\"10\" height=\"10\" fill=\"" + series_color(i) + "\"/>";
-      svg += "<text x=\"" + px(left + w - 136) + "\" y=\"" + px(ly + 9) + "\">" + xml_escape(series[i].name) + "</text>\n";
+      svg += "<rect class=\"legend\" x=\"" + px(bx) + "\" y=\"" + px(ly) + "\" width=\"10\" height=\"10\" fill=\"" + series_color(i) + "\"/>";
+      svg += "<text x=\"" + px(bx + 14) + "\" y=\"" + px(ly + 9) + "\">" + xml_escape(series[i].name) + "</text>\n";
       ly += 14;
     }
   }
