@@ -200,8 +200,6 @@ TEST(Report, ADamagedLogLineIsNamed) {
   }
 }
 
-// A run without points in a chart (a dense run in the consistency chart, a Switch run whose
-
 // The legend sits in the corner where it hides the least of the lines: falling curves (losses)
 // leave the top right free, rising ones (BLEU, whose ends reach the top right) the bottom right.
 TEST(Report, TheLegendAvoidsTheLines) {
@@ -233,6 +231,7 @@ TEST(Report, TheLegendAvoidsTheLines) {
   EXPECT_LT(legend_at(thor::report::line_chart({Series{"a", zig}, Series{"b", up}}, opt)).first, 300);
 }
 
+// A run without points in a chart (a dense run in the consistency chart, a Switch run whose
 // consistency is logged as 0) has no line and no legend entry; the others keep their colours.
 TEST(Report, RunsWithoutAChartsMetricAreLeftOutOfIt) {
   using thor::report::Series;

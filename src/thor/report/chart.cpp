@@ -64,10 +64,11 @@ std::string line_chart(const std::vector<Series>& series, const ChartOptions& op
   const double w = opt.width - left - right, h = opt.height - top - bottom;
   double x0 = std::numeric_limits<double>::infinity(), x1 = -x0, y0 = x0, y1 = -x0;
   auto ty = [&](double y) { return opt.log_y ? std::log10(std::max(y, 1e-12)) : y; };
+  auto shown = [&](double x, double y) { return std::isfinite(x) && std::isfinite(y) && !(opt.log_y && y <= 0); };
   size_t points = 0;
   for (const auto& s : series)
     for (const auto& [x, y] : s.points) {
-      if (!std::isfinite(x) || !std::isfinite(y) || (opt.log_y && y <= 0)) continue;
+      if (!shown(x, y)) continue;
       x0 = std::min(x0, x), x1 = std::max(x1, x), y0 = std::min(y0, ty(y)), y1 = std::max(y1, ty(y));
       ++points;
     }
@@ -112,47 +113,50 @@ std::string line_chart(const std::vector<Series>& series, const ChartOptions& op
   svg += "<text transform=\"translate(14," + px(top + h / 2) + ") rotate(-90)\" text-anchor=\"middle\">" + xml_escape(opt.y_label) +
          "</text>\n</g>\n";
   svg += "<rect x=\"" + px(left) + "\" y=\"" + px(top) + "\" width=\"" + px(w) + "\" height=\"" + px(h) + "\" fill=\"none\" stroke=\"#888\"/>\n";
-  // the series, and a legend when there are several
+  // the series, and a legend when there are several; each series' shown points in pixels,
+  // computed once for its line and for placing the legend
+  std::vector<std::vector<std::pair<double, double>>> at(series.size());
   for (size_t i = 0; i < series.size(); ++i) {
     const auto& s = series[i];
-    std::string pts;
     for (const auto& [x, y] : s.points)
-      if (std::isfinite(x) && std::isfinite(y) && !(opt.log_y && y <= 0)) pts += px(sx(x)) + "," + px(sy(y)) + " ";
-    if (pts.empty()) continue;
+      if (shown(x, y)) at[i].emplace_back(sx(x), sy(y));
+    if (at[i].empty()) continue;
+    std::string pts;
+    for (const auto& [x, y] : at[i]) pts += px(x) + "," + px(y) + " ";
     svg += "<polyline class=\"series\" data-name=\"" + xml_escape(s.name) + "\" fill=\"none\" stroke=\"" + series_color(i) +
            "\" stroke-width=\"1.6\" points=\"" + pts + "\"/>\n";
     if (s.markers || s.points.size() < 2)
       for (const auto& [x, y] : s.points)
-        if (std::isfinite(x) && std::isfinite(y))
+        if (shown(x, y))
           svg += "<circle cx=\"" + px(sx(x)) + "\" cy=\"" + px(sy(y)) + "\" r=\"2.5\" fill=\"" + series_color(i) + "\"><title>" +
                  xml_escape(s.name) + ": " + num(x, 8) + ", " + num(y, 6) + "</title></circle>\n";
   }
   if (series.size() > 1) {  // runs without points in this chart are left out (colours stay the runs')
     // the legend goes in the corner its box hides least of the lines: top right, bottom right,
     // top left, bottom left, the first of those with the fewest line samples under the box
-    const double box_w = 150, box_h = 14.0 * std::count_if(series.begin(), series.end(), [](const Series& s) { return !s.points.empty(); }) + 6;
+    const double box_w = 150, box_h = 14.0 * std::count_if(at.begin(), at.end(), [](const auto& a) { return !a.empty(); }) + 6;
     const std::pair<double, double> corners[] = {
         {left + w - box_w, top}, {left + w - box_w, top + h - box_h}, {left + 4, top}, {left + 4, top + h - box_h}};
-    size_t best = 0, best_hidden = std::numeric_limits<size_t>::max();
-    for (size_t c = 0; c < 4; ++c) {
-      const auto [bx, by] = corners[c];
-      size_t hidden = 0;
-      for (const auto& s : series)
-        for (size_t k = 0; k < s.points.size(); ++k) {
-          const auto [xa, ya] = s.points[k];
-          const auto [xb, yb] = s.points[k + 1 < s.points.size() ? k + 1 : k];
-          if (!std::isfinite(xa) || !std::isfinite(ya) || !std::isfinite(xb) || !std::isfinite(yb) || (opt.log_y && (ya <= 0 || yb <= 0))) continue;
-          for (int t = 0; t < 16; ++t) {  // samples along the segment to the next point
-            const double f = t / 16.0, x = sx(xa) + f * (sx(xb) - sx(xa)), y = sy(ya) + f * (sy(yb) - sy(ya));
-            hidden += x >= bx && x <= bx + box_w && y >= by && y <= by + box_h;
+    auto hidden_by = [&](double bx, double by) {  // 16 samples along each segment (a lone point: itself)
+      size_t n = 0;
+      for (const auto& a : at)
+        for (size_t k = 0; k < a.size(); ++k) {
+          const auto [xa, ya] = a[k];
+          const auto [xb, yb] = a[std::min(k + 1, a.size() - 1)];
+          for (int t = 0; t < 16; ++t) {
+            const double x = xa + t / 16.0 * (xb - xa), y = ya + t / 16.0 * (yb - ya);
+            n += x >= bx && x <= bx + box_w && y >= by && y <= by + box_h;
           }
         }
-      if (hidden < best_hidden) best = c, best_hidden = hidden;
-    }
+      return n;
+    };
+    size_t best = 0, best_hidden = std::numeric_limits<size_t>::max();
+    for (size_t c = 0; c < 4; ++c)
+      if (const size_t n = hidden_by(corners[c].first, corners[c].second); n < best_hidden) best = c, best_hidden = n;
     const auto [bx, by] = corners[best];
     double ly = by + 6;
     for (size_t i = 0; i < series.size(); ++i) {
-      if (series[i].points.empty()) continue;
+      if (at[i].empty()) continue;
       svg += "<rect class=\"legend\" x=\"" + px(bx) + "\" y=\"" + px(ly) + "\" width=\"10\" height=\"10\" fill=\"" + series_color(i) + "\"/>";
       svg += "<text x=\"" + px(bx + 14) + "\" y=\"" + px(ly + 9) + "\">" + xml_escape(series[i].name) + "</text>\n";
       ly += 14;
