@@ -20,6 +20,9 @@
 # CHUNK updates (default 500): every system of a seed reaches update k x CHUNK before any goes
 # further, so a study cut short still compares all systems at one update count; a resume is
 # bit-identical to an uninterrupted run, so chunking changes no figure. Run it again to continue.
+# KEEP (e.g. docs/converged/runs): the finished runs kept in the repository without their
+# checkpoints (converged_eval.sh keeps them; experiments/converged_keep.sh); they are restored
+# into OUT_DIR and not trained again, so a study goes on from a machine that lost OUT_DIR.
 # VOCAB: the joint BPE vocabulary (default 8000).
 # PRECISION (default auto: bf16 where the CPU has native bf16 products, else float32).
 # THOR_BIN: a frozen binary (rebuilding cannot disturb a long study). On a CUDA machine it
@@ -45,6 +48,8 @@ if [ "$pairs" = "${pairs%,*}" ]; then langs=(-s "${pairs%-*}" -t "${pairs#*-}");
 [ -s "$out/data/meta.json" ] || "$thor" prepare "${langs[@]}" --trainpref "$data/train" --validpref "$data/valid" \
   --testpref "$data/test_2016_flickr" --destdir "$out/data" --vocab-size "${VOCAB:-8000}" 2> "$out/prepare.log"
 source "$root/experiments/converged_recipe.sh"
+source "$root/experiments/converged_keep.sh"
+restore_kept
 for s in $seeds; do
   target=0
   while [ "$target" -lt "$max_update" ]; do
@@ -53,6 +58,10 @@ for s in $seeds; do
       dir="$out/$sys-s$s"
       # done: the run has reached this study's MAX_UPDATE (a later call with a larger one goes on)
       [ "$(sed -n 's/^update //p' "$dir/done" 2> /dev/null)" -ge "$max_update" ] 2> /dev/null && continue
+      if [ -e "$dir/kept" ]; then
+        echo "converged: $sys seed $s is kept in ${KEEP:-KEEP} without its checkpoints and cannot go on to update $max_update; remove ${KEEP:-KEEP}/$sys-s$s to train it again" >&2
+        exit 1
+      fi
       extra=$(flags "$sys")
       echo "[converged] $(date +%T) $sys seed $s to update $target" >&2
       # shellcheck disable=SC2086

@@ -15,7 +15,11 @@
 # minutes at that pace too; with a pace.tsv, THOR_BIN needs `report --seconds-per-update`, after 07c76c2).
 #   experiments/converged_eval.sh DATA_DIR OUT_DIR
 # Translations are cached (OUT_DIR/eval/hyp/): a rerun after more training re-translates only
-# what a new budget changes. SYSTEMS / SEEDS as for converged.sh.
+# what a new budget changes. SYSTEMS / SEEDS as for converged.sh. With BUDGET given, a run
+# that has not reached it is left out (with a line on stderr).
+# KEEP (experiments/converged_keep.sh): runs kept there are restored into OUT_DIR first, and
+# every run evaluated is kept there (its log, done mark and translations at the budget), so
+# the tables can be made again, and the study continued, where OUT_DIR is gone.
 set -euo pipefail
 data=${1:?usage: converged_eval.sh DATA_DIR OUT_DIR}
 out=${2:?usage: converged_eval.sh DATA_DIR OUT_DIR}
@@ -27,6 +31,8 @@ systems=(${SYSTEMS:-dense thor2-a1 thor2-a5 switch4 random2 thor4-a1 thor4-a5})
 seeds=(${SEEDS:-1 2})
 ev=$out/eval
 mkdir -p "$ev/hyp" "$ev/curves"
+source "$root/experiments/converged_keep.sh"
+restore_kept
 # the language pairs of the prepared data (several for the multilingual study)
 mapfile -t pairs < <(python3 -c 'import json,sys; print("\n".join(p["src"] + "-" + p["tgt"] for p in json.load(open(sys.argv[1]))["pairs"]))' "$out/data/meta.json")
 multi=$([ ${#pairs[@]} -gt 1 ] && echo 1 || echo 0)
@@ -38,12 +44,16 @@ for sys in "${systems[@]}"; do
   for s in "${seeds[@]}"; do
     d=$out/$sys-s$s
     [ -f "$d/train_log.jsonl" ] || continue
-    runs+=("$sys-s$s")
     u=$(last_update "$d")
+    if [ -n "${BUDGET:-}" ] && [ "$u" -lt "$BUDGET" ]; then
+      echo "[eval] $sys-s$s left out: at update $u, short of the budget $BUDGET" >&2
+      continue
+    fi
+    runs+=("$sys-s$s")
     if [ -z "$reached" ] || [ "$u" -lt "$reached" ]; then reached=$u; fi
   done
 done
-[ ${#runs[@]} -gt 0 ] || { echo "converged_eval: no runs in $out" >&2; exit 1; }
+[ ${#runs[@]} -gt 0 ] || { echo "converged_eval: no runs in $out${BUDGET:+ at update $BUDGET}" >&2; exit 1; }
 budget=${BUDGET:-$reached}
 budget=$(( budget / interval * interval ))
 echo "[eval] ${#runs[@]} runs, budget $budget updates" >&2
@@ -76,6 +86,11 @@ for run in "${runs[@]}"; do
   d=$out/$run
   b=$(best_ckpt "$d")
   [ -n "$b" ] || { echo "converged_eval: $run has no validation up to update $budget" >&2; exit 1; }
+  for p in "${pairs[@]}"; do  # a kept run has no checkpoints to translate from
+    for h in "$ev/hyp/$run.best$b.$p.txt" "$ev/hyp/$run.avg$budget.$p.txt"; do
+      [ ! -e "$d/kept" ] || [ -s "$h" ] || { echo "converged_eval: $run is kept without its checkpoints and has no $(basename "$h") for update $budget (it was kept at update $(last_update "$d")); give that BUDGET" >&2; exit 1; }
+    done
+  done
   decode "$run" "$d/checkpoint_$b.pt" "$ev/hyp/$run.best$b"
   for p in "${pairs[@]}"; do ln -sf "$run.best$b.$p.txt" "$ev/hyp/$run.best.$p.txt"; done
   inputs=()
@@ -87,6 +102,7 @@ for run in "${runs[@]}"; do
   decode "$run" "$avg" "$ev/hyp/$run.avg$budget"
   rm -f "$avg"
   for p in "${pairs[@]}"; do ln -sf "$run.avg$budget.$p.txt" "$ev/hyp/$run.avg.$p.txt"; done
+  keep_run "$run" "$b" "$budget"
 done
 
 # a run's system's pace measured apart (converged_pace.sh), empty when not measured

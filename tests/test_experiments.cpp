@@ -2,9 +2,12 @@
 // converged_pace.sh) end to end, on a toy corpus laid out as Multi30k is and a toy model
 // (MODEL_FLAGS): a study trained in one call and the same study cut into chunks and resumed
 // by later calls give the same table, byte for byte; a study's MAX_UPDATE can be raised after
-// it finished; the pace measured apart reaches the table and the report's wall-clock chart.
+// it finished; the pace measured apart reaches the table and the report's wall-clock chart;
+// runs kept in the repository (KEEP) let a machine that lost the runs' folder remake the table
+// and go on with the study.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -48,18 +51,23 @@ std::vector<nlohmann::json> validations(const fs::path& run) {
   return out;
 }
 
-}  // namespace
-
-TEST(Experiments, AResumedStudyGivesTheUninterruptedTable) {
-  auto dir = thor::testing::temp_dir("experiments");
+// a toy corpus laid out as Multi30k is, in dir/multi30k
+fs::path toy_multi30k(const fs::path& dir) {
   const auto data = dir / "multi30k";
   fs::create_directories(data);
   thor::testing::make_toy_corpus(data / "train", 160, 301, "en", "de");
   thor::testing::make_toy_corpus(data / "valid", 8, 302, "en", "de");
   thor::testing::make_toy_corpus(data / "test_2016_flickr", 12, 303, "en", "de");
-  auto log_of = [&](const fs::path& out, const std::string& script) {
-    return slurp(out.string() + "." + script + ".err");
-  };
+  return data;
+}
+
+std::string log_of(const fs::path& out, const std::string& script) { return slurp(out.string() + "." + script + ".err"); }
+
+}  // namespace
+
+TEST(Experiments, AResumedStudyGivesTheUninterruptedTable) {
+  auto dir = thor::testing::temp_dir("experiments");
+  const auto data = toy_multi30k(dir);
 
   // in one call: every system to update 8
   const auto whole = dir / "whole";
@@ -115,4 +123,71 @@ TEST(Experiments, AResumedStudyGivesTheUninterruptedTable) {
   EXPECT_NE(chart.find(row), std::string::npos) << row << "\n" << chart;
   for (const auto& e : fs::directory_iterator(whole))  // its scratch runs are gone
     EXPECT_FALSE(e.is_directory() && e.path().filename().string().rfind("pace.", 0) == 0) << e.path();
+}
+
+// The study's runs outlive their machine only in the repository, and checkpoints do not fit
+// there: KEEP holds each evaluated run's log, done mark and test translations. A machine with
+// only KEEP remakes the same table, trains only the runs KEEP lacks, and refuses, in one line,
+// to go on with a kept run (its checkpoints are gone) or to evaluate it at another budget.
+TEST(Experiments, KeptRunsRemakeTheTableWhereTheRunsFolderIsGone) {
+  auto dir = thor::testing::temp_dir("experiments-keep");
+  const auto data = toy_multi30k(dir);
+  const std::string keep = "KEEP=" + (dir / "keep").string() + " ";
+  const auto first = dir / "first";
+  ASSERT_EQ(run_script(keep + "MAX_UPDATE=8 CHUNK=8", "converged.sh", data, first), 0) << log_of(first, "converged.sh");
+  ASSERT_EQ(run_script(keep, "converged_eval.sh", data, first), 0) << log_of(first, "converged_eval.sh");
+  const std::string table = slurp(first / "eval" / "table.md");
+  for (const char* run : {"dense-s1", "thor2-a1-s1"}) {
+    EXPECT_EQ(slurp(dir / "keep" / run / "train_log.jsonl"), slurp(first / run / "train_log.jsonl")) << run;
+    EXPECT_EQ(slurp(dir / "keep" / run / "done"), "update 8\n") << run;
+    std::vector<std::string> kept;
+    for (const auto& e : fs::directory_iterator(dir / "keep" / run / "hyp")) kept.push_back(e.path().filename().string());
+    std::sort(kept.begin(), kept.end());
+    ASSERT_EQ(kept.size(), 2u) << run;
+    EXPECT_EQ(kept[0].rfind(std::string(run) + ".avg8.en-de.txt", 0), 0u) << kept[0];
+    EXPECT_EQ(kept[1].rfind(std::string(run) + ".best", 0), 0u) << kept[1];
+    EXPECT_EQ(slurp(dir / "keep" / run / "hyp" / kept[0]), slurp(first / "eval" / "hyp" / kept[0]));
+  }
+  for (const auto& e : fs::recursive_directory_iterator(dir / "keep"))
+    EXPECT_NE(e.path().extension(), ".pt") << "a checkpoint was kept: " << e.path();
+
+  // another machine: only the data and KEEP. Switch is new to the study and trains; the kept
+  // runs do not, and the table holds all three, the kept rows as on the first machine
+  const auto next = dir / "next";
+  const std::string three = "SYSTEMS='dense thor2-a1 switch4' ";
+  ASSERT_EQ(run_script(keep + three + "MAX_UPDATE=8 CHUNK=8", "converged.sh", data, next), 0) << log_of(next, "converged.sh");
+  const std::string trained = log_of(next, "converged.sh");
+  EXPECT_NE(trained.find("switch4 seed 1 to update 8"), std::string::npos) << trained;
+  EXPECT_EQ(trained.find("dense seed 1 to update"), std::string::npos) << trained;
+  EXPECT_EQ(trained.find("thor2-a1 seed 1 to update"), std::string::npos) << trained;
+  EXPECT_FALSE(fs::exists(next / "dense-s1" / "checkpoint_last.pt"));
+  ASSERT_EQ(run_script(keep + three, "converged_eval.sh", data, next), 0) << log_of(next, "converged_eval.sh");
+  const std::string both = slurp(next / "eval" / "table.md");
+  EXPECT_NE(both.find("| switch4 | best | "), std::string::npos) << both;
+  std::istringstream rows(table);
+  for (std::string row; std::getline(rows, row);)  // every row of the first table: the same BLEU, p-values, compute
+    if (row.rfind("| dense", 0) == 0 || row.rfind("| thor2-a1 | best", 0) == 0 || row.rfind("| thor2-a1 | avg", 0) == 0 ||
+        row.rfind("| thor2-a1-s1", 0) == 0)
+      EXPECT_NE(both.find(row + "\n"), std::string::npos) << row << "\n" << both;
+  EXPECT_TRUE(fs::exists(dir / "keep" / "switch4-s1" / "train_log.jsonl")) << "the new run is kept in turn";
+
+  // a kept run cannot go on (no checkpoints) nor be evaluated at a budget it was not kept at
+  EXPECT_NE(run_script(keep + "MAX_UPDATE=12 CHUNK=12", "converged.sh", data, next), 0);
+  const std::string refused = log_of(next, "converged.sh");
+  EXPECT_NE(refused.find("converged: dense seed 1 is kept in " + (dir / "keep").string() +
+                         " without its checkpoints and cannot go on to update 12"),
+            std::string::npos)
+      << refused;
+  EXPECT_NE(run_script(keep + "BUDGET=4", "converged_eval.sh", data, next), 0);
+  const std::string early = log_of(next, "converged_eval.sh");
+  EXPECT_NE(early.find("converged_eval: dense-s1 is kept without its checkpoints and has no dense-s1.best4.en-de.txt for update 4"),
+            std::string::npos)
+      << early;
+  // a run short of a given budget is left out, not evaluated on what it has
+  const auto short_run = dir / "short";
+  ASSERT_EQ(run_script("SYSTEMS=switch4 MAX_UPDATE=4 CHUNK=4", "converged.sh", data, short_run), 0);
+  EXPECT_NE(run_script("SYSTEMS=switch4 BUDGET=8", "converged_eval.sh", data, short_run), 0);
+  const std::string left = log_of(short_run, "converged_eval.sh");
+  EXPECT_NE(left.find("[eval] switch4-s1 left out: at update 4, short of the budget 8"), std::string::npos) << left;
+  EXPECT_NE(left.find("converged_eval: no runs in " + short_run.string() + " at update 8"), std::string::npos) << left;
 }

@@ -1,0 +1,36 @@
+# shellcheck shell=bash disable=SC2154  # $out is set by the script that sources this
+# Sourced by converged.sh and converged_eval.sh: KEEP, a folder (in the repository, e.g.
+# docs/converged/runs) that holds the study's finished runs without their checkpoints, so a
+# study can go on from another machine that has only the repository. A kept run is its
+# train_log.jsonl, its done mark and its test translations at the budget it was evaluated at
+# (KEEP/RUN/hyp/RUN.bestN.PAIR.txt, RUN.avgBUDGET.PAIR.txt): everything converged_eval.sh
+# needs for its tables, p-values and curves, and a few hundred KB. Expects $out to be set.
+
+# copies every kept run that $out does not have into $out (its log, done mark and
+# translations), marked `kept`: converged.sh skips it, converged_eval.sh reads its translations
+restore_kept() {
+  [ -n "${KEEP:-}" ] && [ -d "$KEEP" ] || return 0
+  local log run
+  for log in "$KEEP"/*/train_log.jsonl; do
+    [ -e "$log" ] || continue
+    run=$(basename "$(dirname "$log")")
+    [ -e "$out/$run/train_log.jsonl" ] && continue
+    mkdir -p "$out/$run" "$out/eval/hyp"
+    cp "$log" "$out/$run/"
+    if [ -e "$KEEP/$run/done" ]; then cp "$KEEP/$run/done" "$out/$run/"; fi
+    cp "$KEEP/$run"/hyp/*.txt "$out/eval/hyp/"
+    touch "$out/$run/kept"
+    echo "[keep] $run restored from $KEEP (update $(grep -o '"update":[0-9]*' "$log" | tail -1 | cut -d: -f2))" >&2
+  done
+}
+
+# keep_run RUN BEST BUDGET: the run's log, done mark and test translations of its best
+# checkpoint (update BEST) and of its averaged checkpoints at BUDGET into KEEP/RUN
+keep_run() {
+  [ -n "${KEEP:-}" ] || return 0
+  local dir=$KEEP/$1
+  mkdir -p "$dir/hyp"
+  cp "$out/$1/train_log.jsonl" "$dir/"
+  if [ -e "$out/$1/done" ]; then cp "$out/$1/done" "$dir/"; fi
+  cp "$out/eval/hyp/$1.best$2".*.txt "$out/eval/hyp/$1.avg$3".*.txt "$dir/hyp/"
+}
