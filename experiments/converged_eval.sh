@@ -37,7 +37,6 @@ restore_kept
 mapfile -t pairs < <(python3 -c 'import json,sys; print("\n".join(p["src"] + "-" + p["tgt"] for p in json.load(open(sys.argv[1]))["pairs"]))' "$out/data/meta.json")
 multi=$([ ${#pairs[@]} -gt 1 ] && echo 1 || echo 0)
 
-last_update() { grep -o '"update":[0-9]*' "$1/train_log.jsonl" 2> /dev/null | tail -1 | cut -d: -f2 || echo 0; }
 runs=()
 reached=  # the least update any run has reached
 for sys in "${systems[@]}"; do

@@ -6,6 +6,9 @@
 # (KEEP/RUN/hyp/RUN.bestN.PAIR.txt, RUN.avgBUDGET.PAIR.txt): everything converged_eval.sh
 # needs for its tables, p-values and curves, and a few hundred KB. Expects $out to be set.
 
+# the last update a run's log reached (0 without a log)
+last_update() { grep -o '"update":[0-9]*' "$1/train_log.jsonl" 2> /dev/null | tail -1 | cut -d: -f2 || echo 0; }
+
 # copies every kept run that $out does not have into $out (its log, done mark and
 # translations), marked `kept`: converged.sh skips it, converged_eval.sh reads its translations
 restore_kept() {
@@ -20,7 +23,7 @@ restore_kept() {
     if [ -e "$KEEP/$run/done" ]; then cp "$KEEP/$run/done" "$out/$run/"; fi
     cp "$KEEP/$run"/hyp/*.txt "$out/eval/hyp/"
     touch "$out/$run/kept"
-    echo "[keep] $run restored from $KEEP (update $(grep -o '"update":[0-9]*' "$log" | tail -1 | cut -d: -f2))" >&2
+    echo "[keep] $run restored from $KEEP (update $(last_update "$KEEP/$run"))" >&2
   done
 }
 
