@@ -18,7 +18,7 @@
 # what a new budget changes. SYSTEMS / SEEDS as for converged.sh. With BUDGET given, a run
 # that has not reached it is left out (with a line on stderr).
 # KEEP (experiments/converged_keep.sh): runs kept there are restored into OUT_DIR first, and
-# every run evaluated is kept there (its log, done mark and translations at the budget), so
+# every finished run evaluated is kept there (its log, done mark and translations at the budget), so
 # the tables can be made again, and the study continued, where OUT_DIR is gone.
 set -euo pipefail
 data=${1:?usage: converged_eval.sh DATA_DIR OUT_DIR}

@@ -27,13 +27,13 @@ restore_kept() {
   done
 }
 
-# keep_run RUN BEST BUDGET: the run's log, done mark and test translations of its best
-# checkpoint (update BEST) and of its averaged checkpoints at BUDGET into KEEP/RUN
+# keep_run RUN BEST BUDGET: a finished run's (one with its done mark) log, done mark and test
+# translations of its best checkpoint (update BEST) and of its averaged checkpoints at BUDGET
+# into KEEP/RUN; a run still training is not kept (it could not go on from KEEP)
 keep_run() {
-  [ -n "${KEEP:-}" ] || return 0
+  [ -n "${KEEP:-}" ] && [ -e "$out/$1/done" ] || return 0
   local dir=$KEEP/$1
   mkdir -p "$dir/hyp"
-  cp "$out/$1/train_log.jsonl" "$dir/"
-  if [ -e "$out/$1/done" ]; then cp "$out/$1/done" "$dir/"; fi
+  cp "$out/$1/train_log.jsonl" "$out/$1/done" "$dir/"
   cp "$out/eval/hyp/$1.best$2".*.txt "$out/eval/hyp/$1.avg$3".*.txt "$dir/hyp/"
 }

@@ -190,4 +190,10 @@ TEST(Experiments, KeptRunsRemakeTheTableWhereTheRunsFolderIsGone) {
   const std::string left = log_of(short_run, "converged_eval.sh");
   EXPECT_NE(left.find("[eval] switch4-s1 left out: at update 4, short of the budget 8"), std::string::npos) << left;
   EXPECT_NE(left.find("converged_eval: no runs in " + short_run.string() + " at update 8"), std::string::npos) << left;
+  // a run still training (no done mark: its study was cut before MAX_UPDATE) is evaluated but
+  // not kept: it could not go on from KEEP
+  fs::remove(short_run / "switch4-s1" / "done");
+  ASSERT_EQ(run_script("SYSTEMS=switch4 KEEP=" + (dir / "keep-short").string(), "converged_eval.sh", data, short_run), 0)
+      << log_of(short_run, "converged_eval.sh");
+  EXPECT_FALSE(fs::exists(dir / "keep-short" / "switch4-s1"));
 }
