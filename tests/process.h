@@ -31,13 +31,15 @@ struct Child {
   void kill(int sig) { ::kill(pid, sig); }
 };
 
-// THOR_BIN args..., stdout to `out` (default /dev/null), stderr appended to `err`.
+// THOR_BIN args..., stdout to `out` (default /dev/null), stderr appended to `err`, stdin
+// from `in_fd` when given (the caller closes its copy).
 inline Child start_thor(const std::vector<std::string>& args, const std::string& err,
                         const std::vector<std::pair<std::string, std::string>>& env = {},
-                        const std::string& out = "/dev/null") {
+                        const std::string& out = "/dev/null", int in_fd = -1) {
   Child c;
   c.pid = ::fork();
   if (c.pid == 0) {
+    if (in_fd >= 0 && ::dup2(in_fd, 0) < 0) std::_Exit(126);
     for (auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
     if (!std::freopen(err.c_str(), "a", stderr)) std::_Exit(126);
     if (!std::freopen(out.c_str(), "w", stdout)) std::_Exit(126);

@@ -46,7 +46,7 @@ void add_translate(CLI::App& app, Common& common) {
     // longest translated prefix and exit non-zero (a second signal ends the process at once)
     StopSignals signals;
     o.stop = [] { return StopSignals::requested() != 0; };
-    auto lines = read_lines(input.empty() ? "/dev/stdin" : input);
+    auto lines = read_lines(input.empty() ? "/dev/stdin" : input, [] { return StopSignals::requested() != 0; });
     if (StopSignals::requested())
       throw Error(std::string("translate: stopped by ") + signal_name(StopSignals::requested()) +
                   " while reading the input; nothing translated");

@@ -14,6 +14,7 @@
 #include "thor/common/error.h"
 #include "thor/common/log.h"
 #include "thor/common/runtime.h"
+#include "thor/common/stop_signals.h"
 
 namespace thor::cli {
 void apply_common(const Common& common) {
@@ -64,6 +65,9 @@ std::string nearest_option(CLI::App& app, const std::vector<std::string>& extras
 
 int main(int argc, char** argv) {
   thor::runtime::ensure_fast_blas(argc, argv);
+  // before any thread starts: SIGINT / SIGTERM go to one waiting thread, never to a handler
+  // on a thread that computes (stop_signals.h)
+  thor::route_stop_signals();
   thor::runtime::tune_allocator();
   CLI::App app{"thor: sparsely activated Transformer translation with stochastic experts"};
   app.require_subcommand(1);

@@ -1,8 +1,13 @@
 // See corpus.h.
 #include "thor/data/corpus.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
 #include <algorithm>
-#include <fstream>
+#include <cerrno>
+#include <cstring>
 
 #include "thor/common/error.h"
 #include "thor/common/log.h"
@@ -10,16 +15,48 @@
 
 namespace thor {
 
-std::vector<std::string> read_lines(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open for reading");
+std::vector<std::string> read_lines(const std::string& path, const std::function<bool()>& stop) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(path + ": cannot open for reading");
   std::vector<std::string> lines;
-  std::string line;
-  while (std::getline(in, line)) {
+  std::string part;  // the line being read
+  auto add = [&lines](std::string line) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     lines.push_back(std::move(line));
+  };
+  std::vector<char> buf(1 << 16);
+  for (;;) {
+    if (stop) {
+      pollfd p{fd, POLLIN, 0};
+      const int ready = ::poll(&p, 1, 100);
+      if (ready < 0 && errno != EINTR) break;  // the read below reports it
+      if (ready <= 0) {
+        if (stop()) break;
+        continue;
+      }
+    }
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      throw Error(path + ": read error: " + std::strerror(err));
+    }
+    if (n == 0) {
+      if (!part.empty()) add(std::move(part));
+      break;
+    }
+    const char* p = buf.data();
+    const char* end = p + n;
+    while (const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)))) {
+      part.append(p, nl);
+      add(std::move(part));
+      part.clear();
+      p = nl + 1;
+    }
+    part.append(p, end);
   }
-  if (in.bad()) throw Error(path + ": read error");
+  ::close(fd);
   return lines;
 }
 

@@ -19,8 +19,10 @@ struct ParallelText {
 // counts differ (the message names both files and both counts).
 ParallelText read_parallel(const std::string& src_path, const std::string& tgt_path);
 
-// Reads a text file into lines (no trailing newline); throws thor::Error on failure.
-std::vector<std::string> read_lines(const std::string& path);
+// Reads a text file into lines (no trailing newline, a final '\r' removed); throws
+// thor::Error on failure. With `stop`: while no input comes (a terminal, a pipe), it is
+// asked every 100 ms, and when it answers true the lines read so far are returned.
+std::vector<std::string> read_lines(const std::string& path, const std::function<bool()>& stop = nullptr);
 
 bool is_valid_utf8(const std::string& s);
 bool is_blank(const std::string& s);

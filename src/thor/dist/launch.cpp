@@ -8,7 +8,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -16,13 +15,11 @@
 
 #include "thor/common/error.h"
 #include "thor/common/log.h"
+#include "thor/common/stop_signals.h"
 
 namespace thor::dist {
 
 namespace {
-std::atomic<int> g_forward_signal{0};
-void remember_signal(int sig) { g_forward_signal = sig; }
-
 std::string describe(int status) {
   if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) return std::string("was killed by signal ") + std::to_string(WTERMSIG(status)) + " (" +
@@ -71,19 +68,14 @@ int launch_local(const std::vector<std::string>& args, const LaunchOptions& opt)
   if (opt.nproc < 1) throw Error("--nproc-per-node must be >= 1");
   const int port = opt.master_port > 0 ? opt.master_port : free_port();
   THOR_LOG("launch") << "starting " << opt.nproc << " ranks, rendezvous at " << opt.master_addr << ":" << port;
-  struct sigaction sa{}, old_int{}, old_term{};
-  sa.sa_handler = remember_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, &old_int);
-  sigaction(SIGTERM, &sa, &old_term);
+  StopSignals signals(StopSignals::Repeats::Recorded);  // each SIGINT / SIGTERM is passed on to the ranks
 
   std::vector<pid_t> pids(static_cast<size_t>(opt.nproc), -1);
   for (int r = 0; r < opt.nproc; ++r) {
     pid_t pid = ::fork();
     if (pid < 0) throw Error(std::string("cannot start rank ") + std::to_string(r) + ": " + std::strerror(errno));
     if (pid == 0) {
-      ::signal(SIGINT, SIG_DFL);
-      ::signal(SIGTERM, SIG_DFL);
+      restore_start_signal_mask();
       auto set = [](const char* k, const std::string& v) { ::setenv(k, v.c_str(), 1); };
       set("RANK", std::to_string(r));
       set("LOCAL_RANK", std::to_string(r));
@@ -110,7 +102,7 @@ int launch_local(const std::vector<std::string>& args, const LaunchOptions& opt)
       if (p > 0) ::kill(p, sig);
   };
   while (running > 0) {
-    if (int sig = g_forward_signal.exchange(0)) {
+    if (int sig = StopSignals::take()) {
       THOR_WARN("launch") << "signal " << sig << " received; passing it to every rank";
       signal_all(sig);
     }
@@ -143,8 +135,6 @@ int launch_local(const std::vector<std::string>& args, const LaunchOptions& opt)
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  sigaction(SIGINT, &old_int, nullptr);
-  sigaction(SIGTERM, &old_term, nullptr);
   return result;
 }
 
