@@ -142,18 +142,21 @@ struct SignalView {
   int threads = 0, blocking = 0;
 };
 SignalView signal_view(pid_t pid) {
-  auto field = [](const fs::path& status, const std::string& key) -> uint64_t {
+  // a field of a status file in hexadecimal; -1 when the file is gone (a thread that ended)
+  auto field = [](const fs::path& status, const std::string& key) -> int64_t {
     for (auto& l : thor::testing::read_file(status))
-      if (l.rfind(key + ":", 0) == 0) return std::stoull(l.substr(key.size() + 1), nullptr, 16);
-    return 0;
+      if (l.rfind(key + ":", 0) == 0) return static_cast<int64_t>(std::stoull(l.substr(key.size() + 1), nullptr, 16));
+    return -1;
   };
   const fs::path proc = "/proc/" + std::to_string(pid);
   SignalView v;
-  v.caught = field(proc / "status", "SigCgt");
+  v.caught = static_cast<uint64_t>(field(proc / "status", "SigCgt"));
   const uint64_t stop_bits = (1ull << (SIGINT - 1)) | (1ull << (SIGTERM - 1));
   for (auto& t : fs::directory_iterator(proc / "task")) {
+    const int64_t blocked = field(t.path() / "status", "SigBlk");
+    if (blocked < 0) continue;  // the workers' threads of one update come and go
     ++v.threads;
-    v.blocking += (field(t.path() / "status", "SigBlk") & stop_bits) == stop_bits;
+    v.blocking += (static_cast<uint64_t>(blocked) & stop_bits) == stop_bits;
   }
   return v;
 }
@@ -172,7 +175,7 @@ TEST(ResumeDrill, StopSignalsNeverRunAHandlerOnAComputingThread) {
     auto v = signal_view(child.pid);
     EXPECT_EQ(v.caught & (1ull << (SIGINT - 1)), 0u) << "a handler catches SIGINT";
     EXPECT_EQ(v.caught & (1ull << (SIGTERM - 1)), 0u) << "a handler catches SIGTERM";
-    EXPECT_GE(v.threads, 3) << "the main thread, the waiting one and the worker at least";
+    EXPECT_GE(v.threads, 2) << "the main thread and the waiting one at least";
     EXPECT_GE(v.blocking, v.threads - 1) << "threads that could take SIGTERM: " << v.threads - v.blocking;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

@@ -17,7 +17,7 @@ namespace thor {
 namespace {
 std::atomic<int> g_stop_signal{0};   // the first signal of the live scope
 std::atomic<int> g_untaken{0};       // the newest signal not yet take()n
-std::atomic<int> g_scopes{0};        // live StopSignals
+std::atomic<bool> g_armed{false};    // a StopSignals has been made in this process
 std::atomic<bool> g_repeats{false};  // the live scope records second signals too
 sigset_t g_start_mask;
 std::atomic<bool> g_routed{false};
@@ -46,7 +46,7 @@ void* wait_for_signals(void*) {
   for (;;) {
     int sig = 0;
     if (sigwait(&set, &sig) != 0) continue;
-    if (g_scopes.load() == 0) end_by(sig);
+    if (!g_armed.load()) end_by(sig);
     const bool first = g_stop_signal.exchange(sig) == 0;
     if (!first && !g_repeats.load()) end_by(sig);
     g_untaken = sig;
@@ -85,10 +85,10 @@ StopSignals::StopSignals(Repeats repeats) {
   g_stop_signal = 0;
   g_untaken = 0;
   g_repeats = repeats == Repeats::Recorded;
-  ++g_scopes;
+  g_armed = true;
 }
 
-StopSignals::~StopSignals() { --g_scopes; }
+StopSignals::~StopSignals() { g_repeats = false; }
 
 int StopSignals::requested() { return g_stop_signal.load(); }
 

@@ -9,9 +9,12 @@
 // taken there writes its frame into the heap (oneDNN issue 4845, fixed in 3.11): "free():
 // invalid size" some updates after a SIGTERM.
 //
-// While a StopSignals lives, the first signal is recorded; a second one ends the process at
-// once (its default action), unless the scope records repeats (a launcher passes each one
-// on). With no StopSignals alive, a signal ends the process as if thor had no handler.
+// From the first StopSignals on, the first signal is recorded; a second one ends the process
+// at once (its default action), unless the live scope records repeats (a launcher passes
+// each one on). The first stays recorded after the scope: a signal that comes late, when the
+// work has stopped for another reason (a rank stopped by the others' request), is no reason
+// to end the process by it. Before any StopSignals, a signal ends the process as if thor had
+// no handler.
 #pragma once
 
 namespace thor {
