@@ -3,6 +3,8 @@
 // finished run equals an uninterrupted one bit for bit (bench/kill_drill.sh: 50 kills).
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+
 #include <csignal>
 #include <nlohmann/json.hpp>
 #include <cmath>
@@ -218,7 +220,7 @@ TEST(ResumeDrill, SigtermStopsTranslateWaitingForInput) {
                 .wait(),
             0);
   int fds[2];
-  ASSERT_EQ(::pipe(fds), 0);
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);  // the child keeps no write end of its own (it would never see EOF)
   auto child = thor::testing::start_thor({"--threads", "1", "translate", "--model", (dir / "ck" / "checkpoint_last.pt").string()},
                                          (dir / "translate.log").string(), {}, "/dev/null", fds[0]);
   ::close(fds[0]);
@@ -230,6 +232,7 @@ TEST(ResumeDrill, SigtermStopsTranslateWaitingForInput) {
   };
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (!waiting() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (!waiting()) child.kill(SIGKILL), child.wait();
   ASSERT_TRUE(waiting()) << dir / "translate.log";
   child.kill(SIGTERM);
   const int rc = child.wait(std::chrono::seconds(20));
