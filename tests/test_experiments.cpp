@@ -167,8 +167,9 @@ TEST(Experiments, KeptRunsRemakeTheTableWhereTheRunsFolderIsGone) {
   std::istringstream rows(table);
   for (std::string row; std::getline(rows, row);)  // every row of the first table: the same BLEU, p-values, compute
     if (row.rfind("| dense", 0) == 0 || row.rfind("| thor2-a1 | best", 0) == 0 || row.rfind("| thor2-a1 | avg", 0) == 0 ||
-        row.rfind("| thor2-a1-s1", 0) == 0)
+        row.rfind("| thor2-a1-s1", 0) == 0) {
       EXPECT_NE(both.find(row + "\n"), std::string::npos) << row << "\n" << both;
+    }
   EXPECT_TRUE(fs::exists(dir / "keep" / "switch4-s1" / "train_log.jsonl")) << "the new run is kept in turn";
 
   // a kept run cannot go on (no checkpoints) nor be evaluated at a budget it was not kept at

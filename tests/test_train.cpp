@@ -487,10 +487,11 @@ TEST(Train, ExpertInitCopyStartsEveryExpertAsTheFirst) {
     for (auto& layer : m.model->expert_layers())
       for (auto* t : {&layer->w1, &layer->w2, &layer->b1}) {
         auto spread = (*t - t->narrow(0, 0, 1)).abs().max().item<float>();
-        if (init == "copy")
+        if (init == "copy") {
           EXPECT_LT(spread, 1e-6f);
-        else if (t != &layer->b1)  // biases start at zero either way
+        } else if (t != &layer->b1) {  // biases start at zero either way
           EXPECT_GT(spread, 1e-3f);
+        }
       }
   }
   auto o = tiny_train(thor::testing::temp_dir("einit_dense"), 1);

@@ -13,7 +13,7 @@
 namespace thor {
 
 namespace {
-constexpr char kMagic[8] = {'T', 'H', 'O', 'R', 'D', 'S', '0', '1'};
+constexpr char kDatasetMagic[8] = {'T', 'H', 'O', 'R', 'D', 'S', '0', '1'};
 
 template <typename T>
 void write_vec(std::ofstream& out, const std::vector<T>& v) {
@@ -59,7 +59,7 @@ void Dataset::save(const std::string& path) const {
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw Error(tmp + ": cannot open for writing");
-    out.write(kMagic, sizeof kMagic);
+    out.write(kDatasetMagic, sizeof kDatasetMagic);
     write_vec(out, src_off);
     write_vec(out, tgt_off);
     write_vec(out, src_tok);
@@ -75,7 +75,7 @@ Dataset Dataset::load(const std::string& path) {
   if (!in) throw Error(path + ": cannot open dataset (run thor prepare first)");
   char magic[8];
   in.read(magic, sizeof magic);
-  if (!in || std::memcmp(magic, kMagic, sizeof kMagic) != 0)
+  if (!in || std::memcmp(magic, kDatasetMagic, sizeof kDatasetMagic) != 0)
     throw Error(path + ": not a thor dataset file");
   in.seekg(0, std::ios::end);
   const auto size = static_cast<uint64_t>(in.tellg());

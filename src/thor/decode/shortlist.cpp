@@ -13,7 +13,7 @@
 namespace thor {
 
 namespace {
-constexpr const char* kMagic = "thor-shortlist";
+constexpr const char* kShortlistMagic = "thor-shortlist";
 }
 
 Shortlist Shortlist::build(const Dataset& train, int64_t vocab_size, int64_t per_source, int64_t frequent) {
@@ -71,7 +71,7 @@ void Shortlist::save(const std::string& path) const {
   {
     std::ofstream f(tmp);
     if (!f) throw Error(path + ": cannot write");
-    f << kMagic << " 1 " << vocab_size << "\n";
+    f << kShortlistMagic << " 1 " << vocab_size << "\n";
     auto line = [&](const std::string& head, const std::vector<int32_t>& ids) {
       f << head;
       for (int32_t t : ids) f << ' ' << t;
@@ -92,9 +92,9 @@ Shortlist Shortlist::load(const std::string& path) {
   std::string line, magic;
   int version = 0;
   int64_t lineno = 1;
-  if (!std::getline(f, line) || !(std::istringstream(line) >> magic >> version >> sl.vocab_size) || magic != kMagic ||
+  if (!std::getline(f, line) || !(std::istringstream(line) >> magic >> version >> sl.vocab_size) || magic != kShortlistMagic ||
       version != 1 || sl.vocab_size < 1)
-    throw Error(path + ":1: not a thor shortlist (expected '" + kMagic + " 1 VOCAB_SIZE')");
+    throw Error(path + ":1: not a thor shortlist (expected '" + kShortlistMagic + " 1 VOCAB_SIZE')");
   sl.candidates.resize(sl.vocab_size);
   bool have_frequent = false;
   while (std::getline(f, line)) {
