@@ -1,12 +1,17 @@
 // Shared test helpers: temporary directories and a generated toy parallel corpus
 // (a word-for-word "language" with reordering), so no test needs external data.
 #pragma once
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <random>
@@ -45,9 +50,48 @@ inline std::filesystem::path temp_dir(const std::string& name) {
   return base;
 }
 
+// A directory that `make` fills once for every test process that asks for `key` (ctest runs
+// each test in a process of its own, so a per-process cache would make it once per test):
+// $THOR_TEST_CACHE or <tmp>/thor_test_cache_<uid>, then key-<modification times of the thor
+// binary and of this test binary>, so a rebuild makes it again. The first process makes it
+// under an exclusive lock while the others wait; one its maker left half-made (a failed
+// expectation, a crash) is made again. `make` reports its failures through EXPECT / ASSERT.
+inline std::filesystem::path shared_dir(const std::string& key, const std::function<void(const std::filesystem::path&)>& make);
+
 inline void write_file(const std::filesystem::path& p, const std::vector<std::string>& lines) {
   std::ofstream out(p, std::ios::binary);
   for (auto& l : lines) out << l << '\n';
+}
+
+inline std::filesystem::path shared_dir(const std::string& key, const std::function<void(const std::filesystem::path&)>& make) {
+  namespace fs = std::filesystem;
+  auto stamp = [](const fs::path& p) {  // modification time in nanoseconds
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0) throw std::runtime_error("cannot stat " + p.string());
+    return std::to_string(st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec);
+  };
+  const char* env = std::getenv("THOR_TEST_CACHE");
+  const fs::path root = env && *env ? fs::path(env) : fs::temp_directory_path() / ("thor_test_cache_" + std::to_string(::getuid()));
+  fs::create_directories(root);
+  const fs::path dir = root / (key + "-" + stamp(THOR_BIN) + "-" + stamp(fs::read_symlink("/proc/self/exe")));
+  const int lock = ::open((dir.string() + ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  if (lock < 0 || ::flock(lock, LOCK_EX) != 0) throw std::runtime_error("cannot lock " + dir.string() + ".lock");
+  if (!fs::exists(dir / ".complete")) {
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    auto failures = [] {
+      const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+      const auto* r = info ? info->result() : nullptr;
+      int n = 0;
+      for (int i = 0; r && i < r->total_part_count(); ++i) n += r->GetTestPartResult(i).failed();
+      return n;
+    };
+    const int before = failures();
+    make(dir);
+    if (failures() == before) write_file(dir / ".complete", {"made by pid " + std::to_string(::getpid())});
+  }
+  ::close(lock);  // releases the lock
+  return dir;
 }
 
 // A file's bytes, whole.

@@ -28,8 +28,8 @@ using nlohmann::json;
 
 namespace {
 
-// A tiny model trained once for every test here, its test sentences and `thor translate`'s
-// output for them (beam 2).
+// A tiny model trained once for every test here (shared_dir), its test sentences and
+// `thor translate`'s output for them (beam 2); `dir` is this process's own directory.
 struct Model {
   fs::path dir, ckpt, input;
   std::vector<std::string> lines, expected;
@@ -37,30 +37,34 @@ struct Model {
 
 const Model& model() {
   static Model m = [] {
+    const auto made = thor::testing::shared_dir("serve-model", [](const fs::path& d) {
+      thor::testing::make_toy_corpus(d / "train", 300, 61, "en", "de");
+      thor::testing::make_toy_corpus(d / "valid", 10, 62, "en", "de");
+      thor::testing::make_toy_corpus(d / "test", 24, 63, "en", "de");
+      const std::string bin = THOR_BIN;
+      EXPECT_EQ(sh(bin + " --threads 1 prepare -s en -t de --trainpref " + (d / "train").string() + " --validpref " +
+                   (d / "valid").string() + " --destdir " + (d / "data").string() + " --vocab-size 90 2> " +
+                   (d / "prep.log").string()),
+                0);
+      EXPECT_EQ(sh(bin + " --threads 1 train " + (d / "data").string() +
+                   " --encoder-embed-dim 32 --ffn-dim 64 --encoder-layers 1 --decoder-layers 1 --attention-heads 2"
+                   " --share-all-embeddings --max-tokens 500 --max-update 200 --lr 5e-3 --warmup-updates 20 --no-eval-bleu"
+                   " --no-progress --save-dir " + (d / "ck").string() + " 2> " + (d / "train.log").string()),
+                0);
+      auto lines = thor::testing::read_file(d / "test.en");
+      lines.push_back("");  // a blank line: an empty translation
+      thor::testing::write_file(d / "test.en", lines);
+      EXPECT_EQ(sh(bin + " --threads 2 translate --beam 2 --model " + (d / "ck" / "checkpoint_last.pt").string() +
+                   " --input " + (d / "test.en").string() + " > " + (d / "expected.de").string() + " 2> " +
+                   (d / "translate.log").string()),
+                0);
+    });
     Model m;
     m.dir = thor::testing::temp_dir("serve");
-    thor::testing::make_toy_corpus(m.dir / "train", 300, 61, "en", "de");
-    thor::testing::make_toy_corpus(m.dir / "valid", 10, 62, "en", "de");
-    thor::testing::make_toy_corpus(m.dir / "test", 24, 63, "en", "de");
-    const std::string bin = THOR_BIN;
-    EXPECT_EQ(sh(bin + " --threads 1 prepare -s en -t de --trainpref " + (m.dir / "train").string() + " --validpref " +
-                 (m.dir / "valid").string() + " --destdir " + (m.dir / "data").string() + " --vocab-size 90 2> " +
-                 (m.dir / "prep.log").string()),
-              0);
-    EXPECT_EQ(sh(bin + " --threads 1 train " + (m.dir / "data").string() +
-                 " --encoder-embed-dim 32 --ffn-dim 64 --encoder-layers 1 --decoder-layers 1 --attention-heads 2"
-                 " --share-all-embeddings --max-tokens 500 --max-update 200 --lr 5e-3 --warmup-updates 20 --no-eval-bleu"
-                 " --no-progress --save-dir " + (m.dir / "ck").string() + " 2> " + (m.dir / "train.log").string()),
-              0);
-    m.ckpt = m.dir / "ck" / "checkpoint_last.pt";
-    m.input = m.dir / "test.en";
+    m.ckpt = made / "ck" / "checkpoint_last.pt";
+    m.input = made / "test.en";
     m.lines = thor::testing::read_file(m.input);
-    m.lines.push_back("");  // a blank line: an empty translation
-    thor::testing::write_file(m.input, m.lines);
-    EXPECT_EQ(sh(bin + " --threads 2 translate --beam 2 --model " + m.ckpt.string() + " --input " + m.input.string() +
-                 " > " + (m.dir / "expected.de").string() + " 2> " + (m.dir / "translate.log").string()),
-              0);
-    m.expected = thor::testing::read_file(m.dir / "expected.de");
+    m.expected = thor::testing::read_file(made / "expected.de");
     EXPECT_EQ(m.expected.size(), m.lines.size());
     return m;
   }();
