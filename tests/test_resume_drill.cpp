@@ -17,15 +17,21 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// Tiny-model training, stopped by the test or at max_update; `extra` adds options.
 thor::testing::Child start_train(const fs::path& data, const fs::path& save, const fs::path& log,
-                                 int64_t max_update = 100000) {
-  return thor::testing::start_thor(
-      {"--threads", "1", "train", data.string(), "--encoder-embed-dim", "32", "--ffn-dim", "64", "--encoder-layers",
-       "1", "--decoder-layers", "1", "--attention-heads", "2", "--share-all-embeddings", "--max-tokens", "300",
-       "--dropout", "0.2", "--workers", "1", "--max-update", std::to_string(max_update), "--save-interval-updates",
-       "3", "--no-eval-bleu", "--no-progress", "--resume", "--save-dir", save.string()},
-      log.string());
+                                 const std::vector<std::string>& extra, int64_t max_update = 100000,
+                                 const std::string& threads = "1") {
+  std::vector<std::string> a = {"--threads", threads, "train", data.string(), "--encoder-embed-dim", "32", "--ffn-dim",
+                                "64", "--encoder-layers", "1", "--decoder-layers", "1", "--attention-heads", "2",
+                                "--share-all-embeddings", "--max-tokens", "300", "--max-update",
+                                std::to_string(max_update), "--no-eval-bleu", "--no-progress", "--save-dir", save.string()};
+  a.insert(a.end(), extra.begin(), extra.end());
+  return thor::testing::start_thor(a, log.string());
 }
+
+// The kill drill's run: dropout on, a save every 3 updates, resumed from the save directory.
+const std::vector<std::string> kDrill = {"--dropout", "0.2", "--workers", "1", "--save-interval-updates", "3",
+                                         "--resume"};
 
 int64_t newest_numbered(const fs::path& save) {
   int64_t n = 0;
@@ -45,7 +51,7 @@ TEST(ResumeDrill, SigkillDuringPeriodicSavesResumesFromTheNewestState) {
   auto save = dir / "ck", log = dir / "train.log";
   int64_t reached = 0;
   for (int kill = 0; kill < 2; ++kill) {
-    auto child = start_train(data, save, log);
+    auto child = start_train(data, save, log, kDrill);
     // wait until this run has saved past what the last one reached
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
     while (newest_numbered(save) < reached + 6 && std::chrono::steady_clock::now() < deadline)
@@ -71,8 +77,8 @@ TEST(ResumeDrill, SigkillDuringPeriodicSavesResumesFromTheNewestState) {
   // finished after the kills, it equals a run never interrupted, bit for bit
   const int64_t target =
       thor::read_train_state((save / "checkpoint_last.pt").string())["position"]["num_updates"].get<int64_t>() + 4;
-  ASSERT_EQ(start_train(data, save, log, target).wait(), 0) << log;
-  ASSERT_EQ(start_train(data, dir / "straight", dir / "straight.log", target).wait(), 0);
+  ASSERT_EQ(start_train(data, save, log, kDrill, target).wait(), 0) << log;
+  ASSERT_EQ(start_train(data, dir / "straight", dir / "straight.log", kDrill, target).wait(), 0);
   auto a = thor::load_model((save / "checkpoint_last.pt").string(), torch::kCPU);
   auto b = thor::load_model((dir / "straight" / "checkpoint_last.pt").string(), torch::kCPU);
   EXPECT_EQ(a.train_state["position"]["num_updates"], target);
@@ -117,18 +123,6 @@ TEST(ResumeDrill, SigtermFinishesTheUpdateSavesAndExitsZero) {
   for (auto& kv : a.model->named_parameters()) EXPECT_TRUE(torch::equal(kv.value(), pb[kv.key()])) << kv.key();
 }
 
-// Tiny-model training until --max-update 100000 (it is stopped first), one JSON log line
-// per update; `extra` adds or overrides options.
-thor::testing::Child start_endless_train(const fs::path& data, const fs::path& save, const fs::path& log,
-                                         const std::string& threads, const std::vector<std::string>& extra) {
-  std::vector<std::string> a = {"--threads", threads, "train", data.string(), "--encoder-embed-dim", "32", "--ffn-dim",
-                                "64", "--encoder-layers", "1", "--decoder-layers", "1", "--attention-heads", "2",
-                                "--share-all-embeddings", "--max-tokens", "300", "--max-update", "100000",
-                                "--log-interval", "1", "--no-eval-bleu", "--no-progress", "--save-dir", save.string()};
-  a.insert(a.end(), extra.begin(), extra.end());
-  return thor::testing::start_thor(a, log.string());
-}
-
 // Waits (up to 120 s) until save/train_log.jsonl has n lines; whether it got there.
 bool wait_for_log_lines(const fs::path& save, size_t n) {
   auto lines = [&] { return fs::exists(save / "train_log.jsonl") ? thor::testing::read_file(save / "train_log.jsonl").size() : 0u; };
@@ -171,7 +165,7 @@ SignalView signal_view(pid_t pid) {
 TEST(ResumeDrill, StopSignalsNeverRunAHandlerOnAComputingThread) {
   auto data = thor::testing::prepared_toy_data("drill_data", 200, 12, 31);
   auto dir = thor::testing::temp_dir("signal_masks");
-  auto child = start_endless_train(data, dir / "ck", dir / "train.log", "2", {"--workers", "2"});
+  auto child = start_train(data, dir / "ck", dir / "train.log", {"--log-interval", "1", "--workers", "2"}, 100000, "2");
   ASSERT_TRUE(wait_for_log_lines(dir / "ck", 20)) << dir / "train.log";
   for (int look = 0; look < 5; ++look) {
     auto v = signal_view(child.pid);
@@ -193,7 +187,7 @@ TEST(ResumeDrill, StopSignalsNeverRunAHandlerOnAComputingThread) {
 TEST(ResumeDrill, SigtermToTheLauncherStopsEveryRankAfterTheSameUpdate) {
   auto data = thor::testing::prepared_toy_data("drill_data", 200, 12, 31);
   auto dir = thor::testing::temp_dir("launcher_sigterm");
-  auto child = start_endless_train(data, dir / "ck", dir / "train.log", "1", {"--workers", "1", "--nproc-per-node", "2"});
+  auto child = start_train(data, dir / "ck", dir / "train.log", {"--log-interval", "1", "--workers", "1", "--nproc-per-node", "2"});
   ASSERT_TRUE(wait_for_log_lines(dir / "ck", 5)) << dir / "train.log";
   child.kill(SIGTERM);
   ASSERT_EQ(child.wait(std::chrono::seconds(60)), 0) << dir / "train.log";
