@@ -19,7 +19,7 @@ struct ScriptResult {
   std::vector<std::string> err;
 };
 
-ScriptResult run_script(const std::string& script, const fs::path& dir) {
+ScriptResult run_in_dir(const std::string& script, const fs::path& dir) {
   const auto err = dir / "stderr.txt";
   const std::string cmd = "sh -c '" + script + "' > " + (dir / "stdout.txt").string() + " 2> " + err.string();
   const int status = std::system(cmd.c_str());
@@ -50,12 +50,12 @@ TEST(Faults, DiskFullKeepsThePreviousCheckpoint) {
   if (!can_unshare()) GTEST_SKIP() << "no user namespaces (unshare -Urm) for a private tmpfs";
   auto data = thor::testing::prepared_toy_data("faults_data", 200, 12, 51);
   auto dir = thor::testing::temp_dir("faults_disk_full");
-  ASSERT_EQ(run_script(train_cmd(data, dir / "probe", 2), dir).code, 0);
+  ASSERT_EQ(run_in_dir(train_cmd(data, dir / "probe", 2), dir).code, 0);
   const auto size = fs::file_size(dir / "probe" / "checkpoint_last.pt");
   // room for one checkpoint (and the log), not for the next one beside it
   const auto room = (size * 3 / 2 + 65536) / 1024;
   fs::create_directories(dir / "ck");
-  auto r = run_script("unshare -Urm sh -c \"mount -t tmpfs -o size=" + std::to_string(room) + "k tmpfs " + (dir / "ck").string() +
+  auto r = run_in_dir("unshare -Urm sh -c \"mount -t tmpfs -o size=" + std::to_string(room) + "k tmpfs " + (dir / "ck").string() +
              " && " + train_cmd(data, dir / "ck", 8) + "; rc=\\$?; cp -a " + (dir / "ck").string() + " " +
              (dir / "after").string() + "; exit \\$rc\"",
          dir);
@@ -74,12 +74,12 @@ TEST(Faults, UnwritableSaveDirectoryIsOneClearError) {
   auto data = thor::testing::prepared_toy_data("faults_data", 200, 12, 51);
   auto dir = thor::testing::temp_dir("faults_readonly");
   thor::testing::write_file(dir / "a_file", {"x"});
-  auto f = run_script(train_cmd(data, dir / "a_file" / "ck", 2), dir);
+  auto f = run_in_dir(train_cmd(data, dir / "a_file" / "ck", 2), dir);
   EXPECT_EQ(f.code, 1);
   EXPECT_NE(error_line(f).find("a_file"), std::string::npos) << error_line(f);
   if (!can_unshare()) GTEST_SKIP() << "no user namespaces (unshare -Urm) for a read-only mount";
   fs::create_directories(dir / "ro");
-  auto r = run_script("unshare -Urm sh -c \"mount -t tmpfs -o ro tmpfs " + (dir / "ro").string() + " && " +
+  auto r = run_in_dir("unshare -Urm sh -c \"mount -t tmpfs -o ro tmpfs " + (dir / "ro").string() + " && " +
                   train_cmd(data, dir / "ro", 2) + "\"",
               dir);
   EXPECT_EQ(r.code, 1);
@@ -91,15 +91,15 @@ TEST(Faults, UnwritableSaveDirectoryIsOneClearError) {
 TEST(Faults, UnwritableOutputIsAnError) {
   auto data = thor::testing::prepared_toy_data("faults_data", 200, 12, 51);
   auto dir = thor::testing::temp_dir("faults_output");
-  ASSERT_EQ(run_script(train_cmd(data, dir / "ck", 2), dir).code, 0);
+  ASSERT_EQ(run_in_dir(train_cmd(data, dir / "ck", 2), dir).code, 0);
   thor::testing::make_toy_corpus(dir / "in", 400, 5);
-  auto r = run_script(std::string(THOR_BIN) + " --threads 1 translate --beam 1 --model " + (dir / "ck" / "checkpoint_last.pt").string() +
+  auto r = run_in_dir(std::string(THOR_BIN) + " --threads 1 translate --beam 1 --model " + (dir / "ck" / "checkpoint_last.pt").string() +
                   " --input " + (dir / "in.src").string() + " > /dev/full",
               dir);
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(error_line(r).find("cannot write the results to stdout: No space left on device"), std::string::npos)
       << error_line(r);
-  auto avg = run_script(std::string(THOR_BIN) + " average --inputs " + (dir / "ck" / "checkpoint_last.pt").string() + " --out " +
+  auto avg = run_in_dir(std::string(THOR_BIN) + " average --inputs " + (dir / "ck" / "checkpoint_last.pt").string() + " --out " +
                     (dir / "no" / "such" / "avg.pt").string(),
                 dir);
   EXPECT_EQ(avg.code, 1);
@@ -126,7 +126,7 @@ TEST(Faults, OutOfMemoryNamesMaxTokens) {
   auto data = thor::testing::prepared_toy_data("faults_data", 200, 12, 51);
   auto dir = thor::testing::temp_dir("faults_oom");
   // a 400k-wide FFN: the model fits in 3 GB of address space, one batch's activations do not
-  auto r = run_script("ulimit -v 3000000; " + std::string(THOR_BIN) + " --threads 1 train " + data.string() +
+  auto r = run_in_dir("ulimit -v 3000000; " + std::string(THOR_BIN) + " --threads 1 train " + data.string() +
                   " --encoder-embed-dim 32 --ffn-dim 400000 --encoder-layers 1 --decoder-layers 1 --attention-heads 2"
                   " --share-all-embeddings --max-tokens 4000 --max-update 2 --no-eval-bleu --no-progress --save-dir " +
                   (dir / "ck").string(),
