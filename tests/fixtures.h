@@ -50,19 +50,17 @@ inline std::filesystem::path temp_dir(const std::string& name) {
   return base;
 }
 
+inline void write_file(const std::filesystem::path& p, const std::vector<std::string>& lines) {
+  std::ofstream out(p, std::ios::binary);
+  for (auto& l : lines) out << l << '\n';
+}
+
 // A directory that `make` fills once for every test process that asks for `key` (ctest runs
 // each test in a process of its own, so a per-process cache would make it once per test):
 // $THOR_TEST_CACHE or <tmp>/thor_test_cache_<uid>, then key-<modification times of the thor
 // binary and of this test binary>, so a rebuild makes it again. The first process makes it
 // under an exclusive lock while the others wait; one its maker left half-made (a failed
 // expectation, a crash) is made again. `make` reports its failures through EXPECT / ASSERT.
-inline std::filesystem::path shared_dir(const std::string& key, const std::function<void(const std::filesystem::path&)>& make);
-
-inline void write_file(const std::filesystem::path& p, const std::vector<std::string>& lines) {
-  std::ofstream out(p, std::ios::binary);
-  for (auto& l : lines) out << l << '\n';
-}
-
 inline std::filesystem::path shared_dir(const std::string& key, const std::function<void(const std::filesystem::path&)>& make) {
   namespace fs = std::filesystem;
   auto stamp = [](const fs::path& p) {  // modification time in nanoseconds
