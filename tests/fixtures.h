@@ -60,7 +60,7 @@ inline void write_file(const std::filesystem::path& p, const std::vector<std::st
 // $THOR_TEST_CACHE or <tmp>/thor_test_cache_<uid>, then key-<modification times of the thor
 // binary and of this test binary>, so a rebuild makes it again. The first process makes it
 // under an exclusive lock while the others wait; one its maker left half-made (a failed
-// expectation, a crash) is made again. `make` reports its failures through EXPECT / ASSERT.
+// expectation in the test so far, a crash) is made again. `make` reports failures through EXPECT / ASSERT.
 inline std::filesystem::path shared_dir(const std::string& key, const std::function<void(const std::filesystem::path&)>& make) {
   namespace fs = std::filesystem;
   auto stamp = [](const fs::path& p) {  // modification time in nanoseconds
@@ -77,16 +77,8 @@ inline std::filesystem::path shared_dir(const std::string& key, const std::funct
   if (!fs::exists(dir / ".complete")) {
     fs::remove_all(dir);
     fs::create_directories(dir);
-    auto failures = [] {
-      const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-      const auto* r = info ? info->result() : nullptr;
-      int n = 0;
-      for (int i = 0; r && i < r->total_part_count(); ++i) n += r->GetTestPartResult(i).failed();
-      return n;
-    };
-    const int before = failures();
     make(dir);
-    if (failures() == before) write_file(dir / ".complete", {"made by pid " + std::to_string(::getpid())});
+    if (!::testing::Test::HasFailure()) write_file(dir / ".complete", {"made by pid " + std::to_string(::getpid())});
   }
   ::close(lock);  // releases the lock
   return dir;
