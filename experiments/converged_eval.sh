@@ -77,7 +77,8 @@ decode() {  # run checkpoint hyp-prefix: every pair's test source into hyp-prefi
     [ "$multi" = 1 ] && tgt=(--target-lang "${p#*-}")
     [ -s "$h" ] && continue
     "$thor" translate --model "$ckpt" --beam 5 "${sel[@]}" "${tgt[@]}" --input "$data/test_2016_flickr.${p%-*}" \
-      > "$h.tmp" 2> "$h.log"
+      > "$h.tmp" 2> "$h.log" ||
+      { echo "converged_eval: translating $p with $ckpt failed: $(tail -n 1 "$h.log")" >&2; rm -f "$h.tmp"; exit 1; }
     mv "$h.tmp" "$h"
   done
 }
@@ -97,7 +98,12 @@ for run in "${runs[@]}"; do
     [ -f "$d/checkpoint_$u.pt" ] && inputs+=("$d/checkpoint_$u.pt")
   done
   avg=$ev/hyp/$run.avg$budget.pt
-  [ -s "$ev/hyp/$run.avg$budget.${pairs[-1]}.txt" ] || [ -f "$avg" ] || "$thor" average --inputs "${inputs[@]}" --out "$avg" 2> /dev/null
+  if [ ! -s "$ev/hyp/$run.avg$budget.${pairs[-1]}.txt" ] && [ ! -f "$avg" ]; then
+    [ ${#inputs[@]} -gt 0 ] || { echo "converged_eval: $run has no checkpoint_N.pt for the last $avg_n validations up to update $budget in $d to average" >&2; exit 1; }
+    "$thor" average --inputs "${inputs[@]}" --out "$avg" 2> "$avg.log" ||
+      { echo "converged_eval: averaging $run's checkpoints failed: $(tail -n 1 "$avg.log")" >&2; exit 1; }
+    rm -f "$avg.log"
+  fi
   decode "$run" "$avg" "$ev/hyp/$run.avg$budget"
   rm -f "$avg"
   for p in "${pairs[@]}"; do ln -sf "$run.avg$budget.$p.txt" "$ev/hyp/$run.avg.$p.txt"; done

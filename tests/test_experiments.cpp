@@ -197,4 +197,22 @@ TEST(Experiments, KeptRunsRemakeTheTableWhereTheRunsFolderIsGone) {
   ASSERT_EQ(run_script("SYSTEMS=switch4 KEEP=" + (dir / "keep-short").string(), "converged_eval.sh", data, short_run), 0)
       << log_of(short_run, "converged_eval.sh");
   EXPECT_FALSE(fs::exists(dir / "keep-short" / "switch4-s1"));
+
+  // checkpoints gone from under a run: one line saying which, not a silent stop
+  for (const auto& e : fs::directory_iterator(short_run / "switch4-s1"))
+    if (e.path().extension() == ".pt") fs::remove(e.path());
+  for (const auto& e : fs::directory_iterator(short_run / "eval" / "hyp"))
+    if (e.path().filename().string().find(".avg") != std::string::npos) fs::remove(e.path());
+  EXPECT_NE(run_script("SYSTEMS=switch4", "converged_eval.sh", data, short_run), 0);
+  EXPECT_NE(log_of(short_run, "converged_eval.sh")
+                .find("converged_eval: switch4-s1 has no checkpoint_N.pt for the last 5 validations up to update 4 in " +
+                      (short_run / "switch4-s1").string() + " to average"),
+            std::string::npos)
+      << log_of(short_run, "converged_eval.sh");
+  fs::remove_all(short_run / "eval" / "hyp");
+  EXPECT_NE(run_script("SYSTEMS=switch4", "converged_eval.sh", data, short_run), 0);
+  EXPECT_NE(log_of(short_run, "converged_eval.sh")
+                .find("converged_eval: translating en-de with " + (short_run / "switch4-s1" / "checkpoint_4.pt").string() + " failed: "),
+            std::string::npos)
+      << log_of(short_run, "converged_eval.sh");
 }
