@@ -42,11 +42,19 @@ inline thor::ModelConfig small_model_config(int64_t d_model, int64_t heads, doub
   return c;
 }
 
+// Every directory temp_dir made in this process: main removes them when all tests passed
+// and keeps them, to look into, when one failed (or THOR_KEEP_TEST_DIRS is set).
+inline std::vector<std::filesystem::path>& made_temp_dirs() {
+  static std::vector<std::filesystem::path> dirs;
+  return dirs;
+}
+
 inline std::filesystem::path temp_dir(const std::string& name) {
   auto base = std::filesystem::temp_directory_path() /
               ("thor_test_" + name + "_" + std::to_string(::getpid()));
   std::filesystem::remove_all(base);
   std::filesystem::create_directories(base);
+  made_temp_dirs().push_back(base);
   return base;
 }
 
