@@ -77,6 +77,19 @@ TEST(Significance, PairedBootstrapEqualsANaiveResampling) {
   EXPECT_LT(res[1].p_value, 0.05);
 }
 
+// sacreBLEU's convention (strict '>', from multeval): a zero difference is not put down to
+// chance, so a system scored against itself gets the smallest p-value, 1 / (n + 1), not 1.
+// The p-value is read together with the difference it tests.
+TEST(Significance, ASystemAgainstItselfGetsTheSmallestPValueAsInSacreBleu) {
+  const std::vector<std::string> hyp = {"a b c d", "e f g", "a c", "b d e f g"};
+  const std::vector<std::string> ref = {"a b c e", "e f g", "a d", "b d e f"};
+  const auto st = thor::sentence_stats(hyp, ref);
+  const int n = 100;
+  const auto res = thor::paired_bootstrap({st, st}, thor::bootstrap_indices(hyp.size(), n, 7));
+  EXPECT_DOUBLE_EQ(res[1].score, res[0].score);
+  EXPECT_DOUBLE_EQ(res[1].p_value, 1.0 / (n + 1));
+}
+
 TEST(Significance, SameSeedSameSamplesAndBadInputRefused) {
   EXPECT_EQ(thor::bootstrap_indices(7, 3, 1), thor::bootstrap_indices(7, 3, 1));
   EXPECT_NE(thor::bootstrap_indices(7, 3, 1), thor::bootstrap_indices(7, 3, 2));

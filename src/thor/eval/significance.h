@@ -3,7 +3,9 @@
 // sufficient statistics, mean and 95 % interval (half-width between the 2.5th and 97.5th
 // sorted samples: index n/40 and n - n/40 - 1) per system, and against the first system the
 // p-value p = (c + 1) / (n + 1), c = #samples whose |BLEU_sys - BLEU_base| minus its mean
-// over the samples exceeds the observed |difference|. The sample indices come from our own
+// over the samples exceeds the observed |difference| (strictly, as sacreBLEU after multeval:
+// a system against itself gets 1 / (n + 1), a zero difference not being put down to chance;
+// read p together with the difference). The sample indices come from our own
 // generator (seeded, 12345 by default), so the figures are sacreBLEU's method, not its
 // random draws.
 #pragma once
