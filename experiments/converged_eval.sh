@@ -7,7 +7,7 @@
 # test_2016_flickr (beam 5; THOR: --expert-select sentence, the paper's sentence level).
 # Multilingual runs (converged.sh with LANG_PAIRS): every pair with --target-lang, a table per
 # pair and one of the mean over pairs.
-# Writes OUT_DIR/eval/table.md (BLEU per system: every seed, mean and spread; paired
+# Writes OUT_DIR/eval/table.md (BLEU per system: every seed, mean and spread ('-' for one seed); paired
 # bootstrap p-values of every THOR system against dense and against Switch, seed by seed)
 # and OUT_DIR/eval/curves/*.svg (thor report: valid BLEU against updates, minutes, FLOPs), with
 # the compute each run spent to the budget (FLOPs from its log; minutes at the pace
@@ -138,7 +138,7 @@ pval() { "$thor" score "$data/test_2016_flickr.${3#*-}" -i "$1" -i "$2" | awk -F
         done
         printf '| %s | %s | %s' "$sys" "$kind" "$(printf '%s | ' "${vals[@]}")"
         printf '%s\n' "${vals[@]}" | awk '$1 != "-" {s += $1; n++; if (n == 1 || $1 > mx) mx = $1; if (n == 1 || $1 < mn) mn = $1}
-          END {if (n) printf "%.2f | %.2f |\n", s / n, mx - mn; else print "- | - |"}'
+          END {if (n > 1) printf "%.2f | %.2f |\n", s / n, mx - mn; else if (n) printf "%.2f | - |\n", s; else print "- | - |"}'
       done
     done
   done

@@ -4,16 +4,23 @@
 # study can go on from another machine that has only the repository. A kept run is its
 # train_log.jsonl, its done mark and its test translations at the budget it was evaluated at
 # (KEEP/RUN/hyp/RUN.bestN.PAIR.txt, RUN.avgBUDGET.PAIR.txt): everything converged_eval.sh
-# needs for its tables, p-values and curves, and a few hundred KB. Expects $out to be set.
+# needs for its tables, p-values and curves, and a few hundred KB; KEEP/pace.tsv holds the
+# systems' paces (converged_pace.sh), measured on the machine that trained the runs. Expects
+# $out to be set.
 
 # the last update a run's log reached (0 without a log)
 last_update() { grep -o '"update":[0-9]*' "$1/train_log.jsonl" 2> /dev/null | tail -1 | cut -d: -f2 || echo 0; }
 
 # copies every kept run that $out does not have into $out (its log, done mark and
-# translations), marked `kept`: converged.sh skips it, converged_eval.sh reads its translations
+# translations), marked `kept`: converged.sh skips it, converged_eval.sh reads its translations;
+# and the systems' paces (KEEP/pace.tsv, kept by converged_pace.sh) where $out has none
 restore_kept() {
   [ -n "${KEEP:-}" ] && [ -d "$KEEP" ] || return 0
   local log run
+  if [ -s "$KEEP/pace.tsv" ] && [ ! -s "$out/pace.tsv" ]; then
+    cp "$KEEP/pace.tsv" "$out/pace.tsv"
+    echo "[keep] pace.tsv restored from $KEEP" >&2
+  fi
   for log in "$KEEP"/*/train_log.jsonl; do
     [ -e "$log" ] || continue
     run=$(basename "$(dirname "$log")")

@@ -11,8 +11,8 @@
 #   experiments/converged_pace.sh DATA_DIR OUT_DIR
 # Run it with the study stopped (nothing else on the CPU). Writes OUT_DIR/pace.tsv
 # (system, seconds per update, the rounds' figures), which converged_eval.sh passes to
-# `thor report --seconds-per-update`. THOR_BIN, SYSTEMS, WARMUP, PRECISION as for
-# converged.sh.
+# `thor report --seconds-per-update`, and with KEEP a copy as KEEP/pace.tsv. THOR_BIN,
+# SYSTEMS, WARMUP, PRECISION as for converged.sh.
 set -euo pipefail
 data=${1:?usage: converged_pace.sh DATA_DIR OUT_DIR}
 out=${2:?usage: converged_pace.sh DATA_DIR OUT_DIR}
@@ -53,4 +53,7 @@ done
   done
 } > "$out/pace.tsv.tmp"
 mv "$out/pace.tsv.tmp" "$out/pace.tsv"
+# kept beside the runs (experiments/converged_keep.sh): the machine that trains the runs
+# measures their pace, and a later machine remakes the table with it
+if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$out/pace.tsv" "$KEEP/pace.tsv"; fi
 cat "$out/pace.tsv"

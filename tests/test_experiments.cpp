@@ -96,6 +96,14 @@ TEST(Experiments, AResumedStudyGivesTheUninterruptedTable) {
                           "| dense-s1 | - | - | ", "| thor2-a1-s1 | - | - | "})
     EXPECT_NE(table.find(row), std::string::npos) << row << "\n" << table;
   EXPECT_TRUE(fs::exists(whole / "eval" / "curves" / "valid-bleu-flops.svg"));
+  {  // one seed: its BLEU is the mean, and there is no spread to give
+    const std::string head = "| dense | best | ";
+    const auto at = table.find(head);
+    ASSERT_NE(at, std::string::npos);
+    const std::string row = table.substr(at, table.find('\n', at) - at);
+    const std::string bleu = row.substr(head.size(), row.find(" |", head.size()) - head.size());
+    EXPECT_EQ(row, head + bleu + " | " + bleu + " | - |") << row;
+  }
 
   // the pace measured apart: one figure per system, into the table and the wall-clock chart
   ASSERT_EQ(run_script("UPDATES=20 ROUNDS=1", "converged_pace.sh", data, whole), 0) << log_of(whole, "converged_pace.sh");
@@ -126,17 +134,22 @@ TEST(Experiments, AResumedStudyGivesTheUninterruptedTable) {
 }
 
 // The study's runs outlive their machine only in the repository, and checkpoints do not fit
-// there: KEEP holds each evaluated run's log, done mark and test translations. A machine with
-// only KEEP remakes the same table, trains only the runs KEEP lacks, and refuses, in one line,
-// to go on with a kept run (its checkpoints are gone) or to evaluate it at another budget.
+// there: KEEP holds each evaluated run's log, done mark and test translations, and the
+// systems' paces. A machine with only KEEP remakes the same table, trains only the runs KEEP
+// lacks, and refuses, in one line, to go on with a kept run (its checkpoints are gone) or to
+// evaluate it at another budget.
 TEST(Experiments, KeptRunsRemakeTheTableWhereTheRunsFolderIsGone) {
   auto dir = thor::testing::temp_dir("experiments-keep");
   const auto data = toy_multi30k(dir);
   const std::string keep = "KEEP=" + (dir / "keep").string() + " ";
   const auto first = dir / "first";
   ASSERT_EQ(run_script(keep + "MAX_UPDATE=8 CHUNK=8", "converged.sh", data, first), 0) << log_of(first, "converged.sh");
+  // the paces are measured where the runs trained, and kept with them
+  ASSERT_EQ(run_script(keep + "UPDATES=20 ROUNDS=1", "converged_pace.sh", data, first), 0) << log_of(first, "converged_pace.sh");
+  EXPECT_EQ(slurp(dir / "keep" / "pace.tsv"), slurp(first / "pace.tsv"));
   ASSERT_EQ(run_script(keep, "converged_eval.sh", data, first), 0) << log_of(first, "converged_eval.sh");
   const std::string table = slurp(first / "eval" / "table.md");
+  EXPECT_EQ(table.find("| dense-s1 | - |"), std::string::npos) << "the pace is in the compute rows\n" << table;
   for (const char* run : {"dense-s1", "thor2-a1-s1"}) {
     EXPECT_EQ(slurp(dir / "keep" / run / "train_log.jsonl"), slurp(first / run / "train_log.jsonl")) << run;
     EXPECT_EQ(slurp(dir / "keep" / run / "done"), "update 8\n") << run;
@@ -152,7 +165,8 @@ TEST(Experiments, KeptRunsRemakeTheTableWhereTheRunsFolderIsGone) {
     EXPECT_NE(e.path().extension(), ".pt") << "a checkpoint was kept: " << e.path();
 
   // another machine: only the data and KEEP. Switch is new to the study and trains; the kept
-  // runs do not, and the table holds all three, the kept rows as on the first machine
+  // runs do not, and the table holds all three, the kept rows as on the first machine (the
+  // compute rows with the kept paces)
   const auto next = dir / "next";
   const std::string three = "SYSTEMS='dense thor2-a1 switch4' ";
   ASSERT_EQ(run_script(keep + three + "MAX_UPDATE=8 CHUNK=8", "converged.sh", data, next), 0) << log_of(next, "converged.sh");
