@@ -88,9 +88,9 @@ TEST(Report, PageHoldsTheLogsNumbersAndRendersInChromium) {
     EXPECT_EQ(train.size(), 4u);  // updates 3, 6, 9, 12
     EXPECT_EQ(valid.size(), 2u);
   }
-  // the charts: loss/BLEU/lr/speed/gnorm (10), consistency (THOR), a heatmap per expert layer
+  // the charts: loss/BLEU/lr/speed/gnorm (11), consistency (THOR), a heatmap per expert layer
   // of the THOR run (encoder.0, decoder.0)
-  EXPECT_EQ(count(html, "<svg "), 10u + 1u + 2u) << html.substr(0, 2000);
+  EXPECT_EQ(count(html, "<svg "), 11u + 1u + 2u) << html.substr(0, 2000);
   EXPECT_EQ(count(html, "class=\"heatmap\""), 2u);
   EXPECT_EQ(count(html, "class=\"cell\""), 2u * 2u * 4u);  // 2 layers x 2 experts x 4 log lines
   EXPECT_NE(html.find("thor: token share per expert, encoder.0"), std::string::npos);
@@ -102,7 +102,7 @@ TEST(Report, PageHoldsTheLogsNumbersAndRendersInChromium) {
                                " --disable-background-networking --disable-component-update --disable-sync --user-data-dir=" +
                                (dir / "profile").string();
   ASSERT_EQ(sh(chromium + " --dump-dom file://" + page.string() + " > " + (dir / "dom.html").string() + " 2> /dev/null"), 0);
-  EXPECT_EQ(count(slurp(dir / "dom.html"), "<svg "), 13u);
+  EXPECT_EQ(count(slurp(dir / "dom.html"), "<svg "), 14u);
   const auto png = dir / "report.png";
   ASSERT_EQ(sh(chromium + " --window-size=1200,1600 --screenshot=" + png.string() + " file://" + page.string() + " 2> /dev/null"), 0);
   EXPECT_GT(png_distinct_bytes(slurp(png)), 20u);
@@ -113,7 +113,7 @@ TEST(Report, PageHoldsTheLogsNumbersAndRendersInChromium) {
             0);
   size_t files = 0;
   for (const auto& e : fs::directory_iterator(dir / "svg")) files += e.path().extension() == ".svg";
-  EXPECT_EQ(files, 13u);
+  EXPECT_EQ(files, 14u);
   EXPECT_TRUE(fs::exists(dir / "svg" / "valid-bleu-updates.svg"));
   // the compute axis: each validation at the FLOPs the training lines add up to by then
   const auto flops_svg = slurp(dir / "svg" / "valid-bleu-flops.svg");
@@ -161,6 +161,13 @@ TEST(Report, MinutesAtTheMedianPaceLeaveOutPauses) {
   EXPECT_NE(pace.find("<title>paused: 5, 20</title>"), std::string::npos) << pace;   // 150 x 2 s
   EXPECT_NE(pace.find("<title>steady: 6, 15</title>"), std::string::npos) << pace;   // 120 x 3 s
   EXPECT_NE(pace.find("<title>steady: 12, 25</title>"), std::string::npos) << pace;  // 240 x 3 s
+  // the second half of training alone (updates 120 to 240 of 240): its scale is theirs
+  const std::string late = slurp(svgs / "valid-bleu-late.svg");
+  EXPECT_EQ(count(late, "<circle"), 3u) << late;
+  EXPECT_NE(late.find("<title>paused: 150, 20</title>"), std::string::npos) << late;
+  EXPECT_NE(late.find("<title>steady: 120, 15</title>"), std::string::npos) << late;
+  EXPECT_NE(late.find("<title>steady: 240, 25</title>"), std::string::npos) << late;
+  EXPECT_EQ(late.find("paused: 90,"), std::string::npos) << late;
   // the logged wall-clock keeps the pause
   const std::string logged = slurp(svgs / "valid-bleu-minutes.svg");
   EXPECT_NE(logged.find("<title>paused: 27.083333, 10</title>"), std::string::npos) << logged;

@@ -58,7 +58,18 @@ std::vector<Chart> charts_of(const std::vector<RunLog>& runs) {
   add("train-loss-minutes", series_of(runs, false, "elapsed_s", 1.0 / 60, "loss"),
       {"training loss against wall-clock", "minutes", "loss (bits/token)", true});
   add("valid-loss-updates", series_of(runs, true, "update", 1, "valid_loss"), {"validation loss", "updates", "loss (bits/token)"});
-  add("valid-bleu-updates", series_of(runs, true, "update", 1, "valid_bleu"), {"validation BLEU", "updates", "BLEU"});
+  const auto bleu_by_update = series_of(runs, true, "update", 1, "valid_bleu");
+  add("valid-bleu-updates", bleu_by_update, {"validation BLEU", "updates", "BLEU"});
+  // the second half of training alone: the early climb (from ~0 BLEU) sets the whole chart's
+  // scale, and the runs' differences near convergence are a few tenths of it
+  double last = 0;
+  for (const auto& s : bleu_by_update)
+    for (const auto& p : s.points) last = std::max(last, p.first);
+  auto late = bleu_by_update;
+  for (auto& s : late)
+    s.points.erase(std::remove_if(s.points.begin(), s.points.end(), [&](const auto& p) { return p.first < last / 2; }),
+                   s.points.end());
+  add("valid-bleu-late", late, {"validation BLEU, second half of training", "updates", "BLEU"});
   add("valid-bleu-minutes", series_of(runs, true, "elapsed_s", 1.0 / 60, "valid_bleu"),
       {"validation BLEU against wall-clock", "minutes", "BLEU"});
   // against wall-clock at the run's pace: each validation at update x the pace measured apart
