@@ -8,7 +8,8 @@
 # Multilingual runs (converged.sh with LANG_PAIRS): every pair with --target-lang, a table per
 # pair and one of the mean over pairs.
 # Writes OUT_DIR/eval/table.md (BLEU per system: every seed, mean and spread ('-' for one seed); paired
-# bootstrap p-values of every THOR system against dense and against Switch, seed by seed)
+# bootstrap p-values of every THOR system against dense, Switch and random routing with as
+# many experts, seed by seed)
 # and OUT_DIR/eval/curves/*.svg (thor report: valid BLEU against updates, minutes, FLOPs), with
 # the compute each run spent to the budget (FLOPs from its log; minutes at the pace
 # OUT_DIR/pace.tsv holds when converged_pace.sh has measured it; `thor report` draws the
@@ -144,20 +145,23 @@ pval() { "$thor" score "$data/test_2016_flickr.${3#*-}" -i "$1" -i "$2" | awk -F
   done
   echo
   echo "Paired bootstrap (1,000 samples, sacreBLEU's --paired-bs): p-value of each THOR system against"
-  echo "dense and against Switch, same seed, averaged-checkpoint translations."
+  echo "dense, against Switch and against random routing with as many experts and no consistency"
+  echo "(the paper's ablation), same seed, averaged-checkpoint translations."
   echo
-  echo "| system | pair | seed | vs dense | vs switch4 |"
-  echo "|---|---|---|---|---|"
+  echo "| system | pair | seed | vs dense | vs switch4 | vs random (same E) |"
+  echo "|---|---|---|---|---|---|"
   for sys in "${systems[@]}"; do
     [[ $sys == thor* ]] || continue
     for p in "${pairs[@]}"; do
       for s in "${seeds[@]}"; do
         h=$ev/hyp/$sys-s$s.avg.$p.txt
         [ -e "$h" ] || continue
-        pd=-; ps=-
+        pd=-; ps=-; pr=-
+        r=random${sys:4:1}  # thorE-... -> randomE
         [ -e "$ev/hyp/dense-s$s.avg.$p.txt" ] && pd=$(pval "$ev/hyp/dense-s$s.avg.$p.txt" "$h" "$p")
         [ -e "$ev/hyp/switch4-s$s.avg.$p.txt" ] && ps=$(pval "$ev/hyp/switch4-s$s.avg.$p.txt" "$h" "$p")
-        echo "| $sys | $p | $s | $pd | $ps |"
+        [ -e "$ev/hyp/$r-s$s.avg.$p.txt" ] && pr=$(pval "$ev/hyp/$r-s$s.avg.$p.txt" "$h" "$p")
+        echo "| $sys | $p | $s | $pd | $ps | $pr |"
       done
     done
   done

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <sstream>
 
 #include "fixtures.h"
@@ -164,11 +165,11 @@ TEST(Experiments, KeptRunsRemakeTheTableWhereTheRunsFolderIsGone) {
   for (const auto& e : fs::recursive_directory_iterator(dir / "keep"))
     EXPECT_NE(e.path().extension(), ".pt") << "a checkpoint was kept: " << e.path();
 
-  // another machine: only the data and KEEP. Switch is new to the study and trains; the kept
-  // runs do not, and the table holds all three, the kept rows as on the first machine (the
-  // compute rows with the kept paces)
+  // another machine: only the data and KEEP. Switch and random routing are new to the study
+  // and train; the kept runs do not, and the table holds all four, the kept rows as on the
+  // first machine (the compute rows with the kept paces)
   const auto next = dir / "next";
-  const std::string three = "SYSTEMS='dense thor2-a1 switch4' ";
+  const std::string three = "SYSTEMS='dense thor2-a1 switch4 random2' ";
   ASSERT_EQ(run_script(keep + three + "MAX_UPDATE=8 CHUNK=8", "converged.sh", data, next), 0) << log_of(next, "converged.sh");
   const std::string trained = log_of(next, "converged.sh");
   EXPECT_NE(trained.find("switch4 seed 1 to update 8"), std::string::npos) << trained;
@@ -178,6 +179,10 @@ TEST(Experiments, KeptRunsRemakeTheTableWhereTheRunsFolderIsGone) {
   ASSERT_EQ(run_script(keep + three, "converged_eval.sh", data, next), 0) << log_of(next, "converged_eval.sh");
   const std::string both = slurp(next / "eval" / "table.md");
   EXPECT_NE(both.find("| switch4 | best | "), std::string::npos) << both;
+  EXPECT_NE(trained.find("random2 seed 1 to update 8"), std::string::npos) << trained;
+  // THOR E=2 against dense, Switch and random routing with 2 experts: a p-value in each column
+  EXPECT_TRUE(std::regex_search(both, std::regex(R"(\| thor2-a1 \| en-de \| 1 \| [01]\.\d{4} \| [01]\.\d{4} \| [01]\.\d{4} \|\n)")))
+      << both;
   std::istringstream rows(table);
   for (std::string row; std::getline(rows, row);)  // every row of the first table: the same BLEU, p-values, compute
     if (row.rfind("| dense", 0) == 0 || row.rfind("| thor2-a1 | best", 0) == 0 || row.rfind("| thor2-a1 | avg", 0) == 0 ||
