@@ -7,9 +7,9 @@
 # test_2016_flickr (beam 5; THOR: --expert-select sentence, the paper's sentence level).
 # Multilingual runs (converged.sh with LANG_PAIRS): every pair with --target-lang, a table per
 # pair and one of the mean over pairs.
-# Writes OUT_DIR/eval/table.md (BLEU per system: every seed, mean and spread ('-' for one seed); paired
-# bootstrap p-values of every THOR system against dense, Switch and random routing with as
-# many experts, seed by seed)
+# Writes OUT_DIR/eval/table.md (BLEU per system: every seed, mean and spread ('-' for one
+# seed); paired bootstrap p-values of every THOR system against dense, Switch and random
+# routing with as many experts (randomE for thorE), seed by seed)
 # and OUT_DIR/eval/curves/*.svg (thor report: valid BLEU against updates, minutes, FLOPs), with
 # the compute each run spent to the budget (FLOPs from its log; minutes at the pace
 # OUT_DIR/pace.tsv holds when converged_pace.sh has measured it; `thor report` draws the
