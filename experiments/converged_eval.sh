@@ -157,7 +157,7 @@ pval() { "$thor" score "$data/test_2016_flickr.${3#*-}" -i "$1" -i "$2" | awk -F
         h=$ev/hyp/$sys-s$s.avg.$p.txt
         [ -e "$h" ] || continue
         pd=-; ps=-; pr=-
-        r=random${sys:4:1}  # thorE-... -> randomE
+        r=${sys%%-*}; r=random${r#thor}  # thorE-aALPHA... -> randomE, as flags() reads E
         [ -e "$ev/hyp/dense-s$s.avg.$p.txt" ] && pd=$(pval "$ev/hyp/dense-s$s.avg.$p.txt" "$h" "$p")
         [ -e "$ev/hyp/switch4-s$s.avg.$p.txt" ] && ps=$(pval "$ev/hyp/switch4-s$s.avg.$p.txt" "$h" "$p")
         [ -e "$ev/hyp/$r-s$s.avg.$p.txt" ] && pr=$(pval "$ev/hyp/$r-s$s.avg.$p.txt" "$h" "$p")
