@@ -236,6 +236,16 @@ TEST(Report, TheLegendAvoidsTheLines) {
   std::vector<std::pair<double, double>> zig;
   for (int i = 0; i <= 40; ++i) zig.push_back({i * 100.0, i < 20 ? 20.0 : (i % 2 ? 0.0 : 40.0)});
   EXPECT_LT(legend_at(thor::report::line_chart({Series{"a", zig}, Series{"b", up}}, opt)).first, 300);
+  EXPECT_NE(thor::report::line_chart({Series{"a", zig}, Series{"b", up}}, opt).find("width=\"560\""), std::string::npos);
+  // lines in every corner (runs that cross near the end of training): beside the plot, the
+  // canvas widened to hold it and the plot where it was
+  std::vector<std::pair<double, double>> high_low, low_high;
+  for (int i = 0; i <= 40; ++i) high_low.push_back({i * 100.0, i % 2 ? 30.0 : 40.0}), low_high.push_back({i * 100.0, i % 2 ? 40.0 : 30.0});
+  const std::string crowded = thor::report::line_chart({Series{"a", high_low}, Series{"b", low_high}}, opt);
+  EXPECT_GE(legend_at(crowded).first, 544);
+  EXPECT_LT(legend_at(crowded).second, 143);
+  EXPECT_NE(crowded.find("width=\"710\" height=\"300\" viewBox=\"0 0 710 300\""), std::string::npos);
+  EXPECT_NE(crowded.find("<rect x=\"64.0\" y=\"30.0\" width=\"480.0\" height=\"226.0\""), std::string::npos);
 }
 
 // A run without points in a chart (a dense run in the consistency chart, a Switch run whose

@@ -72,14 +72,17 @@ std::string line_chart(const std::vector<Series>& series, const ChartOptions& op
       x0 = std::min(x0, x), x1 = std::max(x1, x), y0 = std::min(y0, ty(y)), y1 = std::max(y1, ty(y));
       ++points;
     }
-  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"" + std::to_string(opt.width) +
-                    "\" height=\"" + std::to_string(opt.height) + "\" viewBox=\"0 0 " + std::to_string(opt.width) + " " +
-                    std::to_string(opt.height) + "\" font-family=\"sans-serif\" font-size=\"11\">\n";
-  svg += "<rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\n";
-  svg += "<text x=\"" + px(left) + "\" y=\"18\" font-size=\"13\" font-weight=\"bold\">" + xml_escape(opt.title) + "</text>\n";
+  // the canvas is opt.width wide, or wider when the legend has to go beside the plot (below)
+  auto header = [&](int width) {
+    return "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"" + std::to_string(width) + "\" height=\"" +
+           std::to_string(opt.height) + "\" viewBox=\"0 0 " + std::to_string(width) + " " + std::to_string(opt.height) +
+           "\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\n";
+  };
+  int width = opt.width;
+  std::string svg = "<text x=\"" + px(left) + "\" y=\"18\" font-size=\"13\" font-weight=\"bold\">" + xml_escape(opt.title) + "</text>\n";
   if (points == 0) {
     svg += "<text x=\"" + px(left + w / 2) + "\" y=\"" + px(top + h / 2) + "\" text-anchor=\"middle\" fill=\"#888\">no data</text>\n</svg>\n";
-    return svg;
+    return header(width) + svg;
   }
   if (x1 == x0) x0 -= 0.5, x1 += 0.5;
   if (y1 == y0) y0 -= 0.5, y1 += 0.5;
@@ -132,8 +135,9 @@ std::string line_chart(const std::vector<Series>& series, const ChartOptions& op
                  xml_escape(s.name) + ": " + num(x, 8) + ", " + num(y, 6) + "</title></circle>\n";
   }
   if (series.size() > 1) {  // runs without points in this chart are left out (colours stay the runs')
-    // the legend goes in the corner its box hides least of the lines: top right, bottom right,
-    // top left, bottom left, the first of those with the fewest line samples under the box
+    // the legend goes in the corner its box hides none of the lines: top right, bottom right,
+    // top left, bottom left, the first such; where every corner would hide some (many runs
+    // close together, as near the end of training), beside the plot on a wider canvas
     const double box_w = 150, box_h = 14.0 * std::count_if(at.begin(), at.end(), [](const auto& a) { return !a.empty(); }) + 6;
     const std::pair<double, double> corners[] = {
         {left + w - box_w, top}, {left + w - box_w, top + h - box_h}, {left + 4, top}, {left + 4, top + h - box_h}};
@@ -150,10 +154,13 @@ std::string line_chart(const std::vector<Series>& series, const ChartOptions& op
         }
       return n;
     };
-    size_t best = 0, best_hidden = std::numeric_limits<size_t>::max();
-    for (size_t c = 0; c < 4; ++c)
-      if (const size_t n = hidden_by(corners[c].first, corners[c].second); n < best_hidden) best = c, best_hidden = n;
-    const auto [bx, by] = corners[best];
+    double bx = left + w + right, by = top;
+    for (const auto& [cx, cy] : corners)
+      if (hidden_by(cx, cy) == 0) {
+        bx = cx, by = cy;
+        break;
+      }
+    if (bx >= left + w) width = static_cast<int>(std::ceil(bx + box_w));
     double ly = by + 6;
     for (size_t i = 0; i < series.size(); ++i) {
       if (at[i].empty()) continue;
@@ -163,7 +170,7 @@ std::string line_chart(const std::vector<Series>& series, const ChartOptions& op
     }
   }
   svg += "</svg>\n";
-  return svg;
+  return header(width) + svg;
 }
 
 std::string heatmap(const std::string& title, const std::vector<double>& xs, const std::vector<std::string>& rows,

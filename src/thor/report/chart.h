@@ -17,7 +17,7 @@ struct Series {
 struct ChartOptions {
   std::string title, x_label, y_label;
   bool log_y = false;
-  int width = 560, height = 300;
+  int width = 560, height = 300;  // the canvas; wider by the legend's box where no corner of the plot can hold it
 };
 
 // The colour of series i (a palette that stays distinguishable for ~10 runs).
