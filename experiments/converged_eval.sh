@@ -156,12 +156,13 @@ pval() { "$thor" score "$data/test_2016_flickr.${3#*-}" -i "$1" -i "$2" | awk -F
       for s in "${seeds[@]}"; do
         h=$ev/hyp/$sys-s$s.avg.$p.txt
         [ -e "$h" ] || continue
-        pd=-; ps=-; pr=-
         r=${sys%%-*}; r=random${r#thor}  # thorE-aALPHA... -> randomE, as flags() reads E
-        [ -e "$ev/hyp/dense-s$s.avg.$p.txt" ] && pd=$(pval "$ev/hyp/dense-s$s.avg.$p.txt" "$h" "$p")
-        [ -e "$ev/hyp/switch4-s$s.avg.$p.txt" ] && ps=$(pval "$ev/hyp/switch4-s$s.avg.$p.txt" "$h" "$p")
-        [ -e "$ev/hyp/$r-s$s.avg.$p.txt" ] && pr=$(pval "$ev/hyp/$r-s$s.avg.$p.txt" "$h" "$p")
-        echo "| $sys | $p | $s | $pd | $ps | $pr |"
+        row="| $sys | $p | $s |"
+        for base in dense switch4 "$r"; do
+          b=$ev/hyp/$base-s$s.avg.$p.txt
+          if [ -e "$b" ]; then row+=" $(pval "$b" "$h" "$p") |"; else row+=" - |"; fi
+        done
+        echo "$row"
       done
     done
   done
