@@ -4,7 +4,8 @@
 // by later calls give the same table, byte for byte; a study's MAX_UPDATE can be raised after
 // it finished; the pace measured apart reaches the table and the report's wall-clock chart;
 // runs kept in the repository (KEEP) let a machine that lost the runs' folder remake the table
-// and go on with the study.
+// and go on with the study; the multilingual study (LANG_PAIRS) gets a table per pair and one
+// of their mean.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -234,4 +235,58 @@ TEST(Experiments, KeptRunsRemakeTheTableWhereTheRunsFolderIsGone) {
                 .find("converged_eval: translating en-de with " + (short_run / "switch4-s1" / "checkpoint_4.pt").string() + " failed: "),
             std::string::npos)
       << log_of(short_run, "converged_eval.sh");
+}
+
+// The multilingual study (item 5) through the same scripts: LANG_PAIRS trains one model on
+// every pair, and the evaluation translates each pair with its target tag, scores it against
+// that pair's reference, and adds the table of the mean over pairs and p-values per pair.
+TEST(Experiments, TheMultilingualStudyGivesATablePerPairAndTheirMean) {
+  auto dir = thor::testing::temp_dir("experiments-multi");
+  const auto data = dir / "multi30k";
+  fs::create_directories(data);
+  thor::testing::make_multiway_corpus(data / "train", 160, 311, {"de", "fr"});
+  thor::testing::make_multiway_corpus(data / "valid", 8, 312, {"de", "fr"});
+  thor::testing::make_multiway_corpus(data / "test_2016_flickr", 12, 313, {"de", "fr"});
+  const auto out = dir / "multi";
+  const std::string env = "LANG_PAIRS=en-de,en-fr MAX_UPDATE=8 CHUNK=8 ";
+  ASSERT_EQ(run_script(env, "converged.sh", data, out), 0) << log_of(out, "converged.sh");
+  for (const char* run : {"dense-s1", "thor2-a1-s1"}) {  // validated on each pair, and on their mean
+    const auto v = validations(out / run);
+    ASSERT_FALSE(v.empty()) << run;
+    EXPECT_TRUE(v.back().contains("valid_pairs") && v.back()["valid_pairs"].contains("en-de") && v.back()["valid_pairs"].contains("en-fr"))
+        << v.back().dump();
+  }
+  ASSERT_EQ(run_script(env, "converged_eval.sh", data, out), 0) << log_of(out, "converged_eval.sh");
+  const std::string table = slurp(out / "eval" / "table.md");
+  for (const char* part : {"**en-de**", "**en-fr**", "**mean**", "| thor2-a1 | en-de | 1 | ", "| thor2-a1 | en-fr | 1 | "})
+    EXPECT_NE(table.find(part), std::string::npos) << part << "\n" << table;
+
+  // a pair's BLEU is its translations scored against its own reference
+  auto bleu_in = [&](const std::string& section, const std::string& head) {  // seed 1's figure in a section's row
+    const auto at = table.find(head, table.find("**" + section + "**"));
+    EXPECT_NE(at, std::string::npos) << section << " " << head;
+    return std::stod(table.substr(at + head.size()));
+  };
+  const auto hyp = out / "eval" / "hyp";
+  double sum = 0;
+  for (const char* pair : {"en-de", "en-fr"}) {
+    const std::string tgt = std::string(pair).substr(3);
+    const std::string h = (hyp / ("dense-s1.best." + std::string(pair) + ".txt")).string();
+    EXPECT_EQ(read_file(h).size(), 12u) << h;
+    const std::string scored = dir.string() + "/score." + pair;
+    ASSERT_EQ(sh(std::string(THOR_BIN) + " score " + (data / ("test_2016_flickr." + tgt)).string() + " -i " + h + " > " + scored), 0);
+    const std::string line = slurp(scored);
+    const double b = std::stod(line.substr(line.find("BLEU = ") + 7));
+    EXPECT_NEAR(bleu_in(pair, "| dense | best | "), b, 0.005) << line;
+    sum += bleu_in(pair, "| dense | best | ");
+    // and they are the best checkpoint's translations with the pair's target tag
+    const std::string link = fs::read_symlink(h).string();  // dense-s1.bestN.PAIR.txt
+    const std::string ckpt = (out / "dense-s1" / ("checkpoint_" + link.substr(13, link.find('.', 13) - 13) + ".pt")).string();
+    const std::string again = dir.string() + "/again." + pair;
+    ASSERT_EQ(sh(std::string(THOR_BIN) + " translate --model " + ckpt + " --beam 5 --target-lang " + tgt + " --input " +
+                 (data / "test_2016_flickr.en").string() + " > " + again + " 2> /dev/null"),
+              0);
+    EXPECT_EQ(slurp(again), slurp(h)) << pair;
+  }
+  EXPECT_NEAR(bleu_in("mean", "| dense | best | "), sum / 2, 0.006) << table;
 }
