@@ -65,10 +65,14 @@ inline void write_file(const std::filesystem::path& p, const std::vector<std::st
 
 // A directory that `make` fills once for every test process that asks for `key` (ctest runs
 // each test in a process of its own, so a per-process cache would make it once per test):
-// $THOR_TEST_CACHE or <tmp>/thor_test_cache_<uid>, then key-<modification times of the thor
-// binary and of this test binary>, so a rebuild makes it again. The first process makes it
-// under an exclusive lock while the others wait; one its maker left half-made (a failed
-// expectation in the test so far, a crash) is made again. `make` reports failures through EXPECT / ASSERT.
+// $THOR_TEST_CACHE or <tmp>/thor_test_cache_<uid>, then key-<this test binary's path hashed>-
+// <modification times of the thor binary and of this test binary>, so a rebuild makes it
+// again. The first process makes it under an exclusive lock while the others wait; one its
+// maker left half-made (a failed expectation in the test so far, a crash) is made again.
+// Every process holds a shared lock on the entry it uses (its .use file) until it exits, and
+// the maker of a new entry removes the entries its test binary's earlier builds made that no
+// process makes or uses, so the cache keeps one entry per key and test binary, not one per
+// build (a build and its sanitized twin keep theirs). `make` reports failures through EXPECT / ASSERT.
 inline std::filesystem::path shared_dir(const std::string& key, const std::function<void(const std::filesystem::path&)>& make) {
   namespace fs = std::filesystem;
   auto stamp = [](const fs::path& p) {  // modification time in nanoseconds
@@ -76,19 +80,38 @@ inline std::filesystem::path shared_dir(const std::string& key, const std::funct
     if (::stat(p.c_str(), &st) != 0) throw std::runtime_error("cannot stat " + p.string());
     return std::to_string(st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec);
   };
+  auto lock = [](const fs::path& dir, const char* what, int how) {  // dir.what opened and locked; -1 where refused
+    const int fd = ::open((dir.string() + what).c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    if (fd >= 0 && ::flock(fd, how) == 0) return fd;
+    if (fd >= 0) ::close(fd);
+    return -1;
+  };
   const char* env = std::getenv("THOR_TEST_CACHE");
   const fs::path root = env && *env ? fs::path(env) : fs::temp_directory_path() / ("thor_test_cache_" + std::to_string(::getuid()));
   fs::create_directories(root);
-  const fs::path dir = root / (key + "-" + stamp(THOR_BIN) + "-" + stamp(fs::read_symlink("/proc/self/exe")));
-  const int lock = ::open((dir.string() + ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
-  if (lock < 0 || ::flock(lock, LOCK_EX) != 0) throw std::runtime_error("cannot lock " + dir.string() + ".lock");
+  const fs::path exe = fs::read_symlink("/proc/self/exe");
+  const std::string family = key + "-" + std::to_string(std::hash<std::string>{}(exe.string())) + "-";
+  const fs::path dir = root / (family + stamp(THOR_BIN) + "-" + stamp(exe));
+  const int making = lock(dir, ".lock", LOCK_EX);
+  if (making < 0 || lock(dir, ".use", LOCK_SH) < 0) throw std::runtime_error("cannot lock " + dir.string());
   if (!fs::exists(dir / ".complete")) {
     fs::remove_all(dir);
     fs::create_directories(dir);
     make(dir);
     if (!::testing::Test::HasFailure()) write_file(dir / ".complete", {"made by pid " + std::to_string(::getpid())});
+    for (const auto& e : fs::directory_iterator(root)) {  // earlier builds' entries that no process makes or uses
+      if (!e.is_directory() || e.path() == dir || e.path().filename().string().rfind(family, 0) != 0) continue;
+      const int m = lock(e.path(), ".lock", LOCK_EX | LOCK_NB);
+      const int u = m < 0 ? -1 : lock(e.path(), ".use", LOCK_EX | LOCK_NB);
+      if (u >= 0) {
+        std::error_code ec;  // the lock files stay: a process that opened them finds no entry and makes one
+        fs::remove_all(e.path(), ec);
+        ::close(u);
+      }
+      if (m >= 0) ::close(m);
+    }
   }
-  ::close(lock);  // releases the lock
+  ::close(making);  // the use lock stays with this process
   return dir;
 }
 
